@@ -1,0 +1,45 @@
+"""``python -m clients.tour``: visit every server of the lab by its hostname.
+
+The default command of the lab's ``client`` container: it resolves each
+service's name on the lab network, speaks its protocol, and prints one line per
+server, so a newcomer sees at once that names and protocols work end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Sequence
+
+from clients.common import ClientError
+from clients.probe import PROBES, probe
+from protocols.errors import TestbedError
+
+DEFAULT_SERVICES = ("daytime", "echo", "creosote", "chat", "doctor", "threaded")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clients.tour", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "services", nargs="*", default=list(DEFAULT_SERVICES), choices=sorted(PROBES), metavar="SERVICE",
+        help=f"which servers to visit (default: {' '.join(DEFAULT_SERVICES)})",
+    )
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds per server (default: %(default)s)")
+    args = parser.parse_args(argv)
+    print(f"tour from {socket.gethostname()}:")
+    failed = 0
+    for service in args.services:
+        try:
+            address = socket.gethostbyname(service)
+            summary = probe(service, service, timeout=args.timeout)
+            print(f"  ok    {service:<10} {address:<15} {summary}")
+        except (ClientError, TestbedError, OSError) as exc:
+            failed += 1
+            print(f"  FAIL  {service:<10} {exc}")
+    print(f"{len(args.services) - failed} of {len(args.services)} servers answered")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""What every server shares: command-line options, one-line event logs, signals.
+
+Servers log one line per event to stdout, ``<UTC time> <server> <event> key=value…``,
+so ``docker compose logs`` reads like a timeline and tests can wait for ``ready``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+_log_lock = threading.Lock()
+
+
+def _quote(value: object) -> str:
+    text = str(value)
+    if text == "" or any(c in text for c in ' "=\n\r\t'):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
+    return text
+
+
+def format_event(server: str, event: str, fields: dict[str, object], *, now: float | None = None) -> str:
+    """Render one log line (pure, for tests)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now if now is not None else time.time()))
+    millis = int(((now if now is not None else time.time()) % 1) * 1000)
+    parts = [f"{stamp}.{millis:03d}Z", server, event]
+    parts += [f"{key}={_quote(value)}" for key, value in fields.items()]
+    return " ".join(parts)
+
+
+class EventLog:
+    """Writes event lines for one server; safe from threads and forked children."""
+
+    def __init__(self, server: str, *, stream=None) -> None:  # type: ignore[no-untyped-def]
+        self.server = server
+        self._stream = stream
+
+    def __call__(self, event: str, **fields: object) -> None:
+        line = format_event(self.server, event, fields)
+        stream = self._stream if self._stream is not None else sys.stdout
+        with _log_lock:
+            try:
+                stream.write(line + "\n")
+                stream.flush()
+            except (BrokenPipeError, ValueError):
+                pass  # stdout gone (closed pipe): logging must never kill a server
+
+
+def peer_name(address: object) -> str:
+    """``host:port`` for an IPv4/IPv6 socket address."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+def base_parser(name: str, description: str, *, port: int) -> argparse.ArgumentParser:
+    """An argument parser with the options every server takes."""
+    parser = argparse.ArgumentParser(prog=f"python -m services.{name}", description=description)
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=port_number, default=port, help="port to listen on (default: %(default)s)")
+    return parser
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP/UDP port, 0 meaning 'any free port'."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (0-65535)")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: seconds, greater than zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a count, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+class Stopped(Exception):
+    """Raised in the main thread when SIGTERM or SIGINT arrives."""
+
+
+def raise_on_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
+    """Turn SIGTERM/SIGINT into ``Stopped`` in the main thread.
+
+    A blocking ``accept``/``recvfrom`` is interrupted by the exception (PEP 475
+    retries only when the handler returns), so a server stops at once. This also
+    matters as PID 1 in a container, where a signal with no handler is ignored.
+    """
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Stopped(signal.Signals(signum).name)
+
+    for signum in signals:
+        signal.signal(signum, handler)
+
+
+def bind_tcp(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket with SO_REUSEADDR (restarts must not wait out TIME_WAIT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_udp(host: str, port: int, *, rcvbuf: int | None = None) -> socket.socket:
+    """A bound UDP socket, optionally asking for a larger receive buffer."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def run_main(main, argv: Sequence[str] | None = None) -> int:  # type: ignore[no-untyped-def]
+    """Run a server's main: a clean exit code on signals, one error line on OSError."""
+    try:
+        return int(main(argv) or 0)
+    except Stopped:
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        print(f"error: {exc} (is the port free, and may this user bind it?)", file=sys.stderr)
+        return 1

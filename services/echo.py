@@ -1,0 +1,21 @@
+"""``python -m services.echo``: RFC 862 echo on TCP and UDP port 7."""
+
+from __future__ import annotations
+
+import sys
+
+from protocols import echo
+from services.launch import stream_service
+
+main = stream_service(
+    "echo",
+    "RFC 862 echo server: every byte comes back unchanged (TCP); every datagram comes back (UDP).",
+    echo.EchoSession,
+    port=echo.PORT,
+    max_clients=256,
+    idle_timeout=60.0,
+    udp_answer=echo.answer_datagram,
+)
+
+if __name__ == "__main__":
+    sys.exit(main())
