@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import selectors
+import signal
 import socket
 import threading
 import time
@@ -218,7 +219,7 @@ def serve_forking(
                 if len(children) >= limits.max_clients:
                     _reject(conn, peer, limits, log)
                     continue
-            pid = os.fork()
+            pid = _fork_with_signals_held()
             if pid == 0:  # child: serve this one client, never return into the accept loop
                 status = 0
                 try:
@@ -233,7 +234,29 @@ def serve_forking(
     finally:
         for pid in children:
             with contextlib.suppress(OSError):
-                os.kill(pid, 15)
+                os.kill(pid, signal.SIGTERM)
+
+
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _fork_with_signals_held() -> int:
+    """``os.fork`` with SIGTERM/SIGINT blocked across it.
+
+    A stop signal that lands *during* fork would have its Python handler run in
+    an at-fork hook, where the exception is swallowed and the stop is lost. Held
+    back, it is delivered right after, in the parent. The child goes back to the
+    default action, so the parent's SIGTERM at shutdown ends it at once.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            for signum in _STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_DFL)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    return pid
 
 
 @dataclass

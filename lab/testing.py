@@ -1,0 +1,355 @@
+"""Pytest fixtures for testing clients and servers across a real Docker network.
+
+Loaded automatically as a pytest plugin (entry point ``testbed``) once the project
+is installed; use it in your own suites too::
+
+    def test_time(lab):                       # a labelled network for this module
+        lab.start_server("daytime")           # container "daytime", ready when its probe passes
+        result = lab.run_client("python3", "-m", "clients.daytime", "--host", "daytime")
+        assert result.exit_code == 0
+
+What it guarantees:
+
+* the node image is checked once per session (build it with ``scripts/setup``);
+* every network and container has a unique name and the labels ``testbed.suite``,
+  ``testbed.run`` and ``testbed.run.pid``; what a crashed run left behind is swept
+  at the next session start (only runs whose process is gone), and this run's
+  leftovers at its end;
+* a server is "ready" only when ``clients.probe`` speaks its protocol to it
+  (UDP included): never a bare port check, never a sleep;
+* with ``CI=true`` a missing Docker engine fails the run instead of skipping.
+
+Ryuk (testcontainers' reaper) needs a registry image, so it is disabled and this
+plugin cleans up by label instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+import docker
+import docker.errors
+import pytest
+from docker.models.containers import Container
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
+
+NODE_IMAGE = os.environ.get("TESTBED_NODE_IMAGE", "testbed/node:latest")
+RUN_ID = uuid.uuid4().hex[:10]
+RUN_LABELS = {"testbed.suite": "1", "testbed.run": RUN_ID, "testbed.run.pid": str(os.getpid())}
+READY_TIMEOUT = 30.0
+
+# service -> (container ports it serves, with protocol)
+SERVICE_PORTS: dict[str, tuple[str, ...]] = {
+    "daytime": ("13/tcp", "13/udp"),
+    "echo": ("7/tcp", "7/udp"),
+    "creosote": ("7739/udp",),
+    "chat": ("5000/tcp",),
+    "doctor": ("5001/tcp",),
+    "threaded": ("9000/tcp",),
+    "iterative": ("9001/tcp",),
+    "forking": ("9002/tcp",),
+    "selectors": ("9003/tcp",),
+    "asyncio": ("9004/tcp",),
+}
+
+# The same hardening as the compose lab: tests prove the servers work *under* it.
+HARDENING: dict[str, Any] = {
+    "user": "node",
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges:true"],
+    "read_only": True,
+    "init": True,
+}
+TMPFS = {"/tmp": "size=16m"}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require_docker_or_skip(reason: str) -> None:
+    """Skip locally, fail under CI: a container test must never pass by skipping there."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: container tests must run, not skip)", pytrace=False)
+    pytest.skip(f"{reason}; run scripts/setup to start an engine and build the images")
+
+
+def _pid_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep(client: docker.DockerClient, *, run: str | None = None) -> int:
+    """Remove test containers and networks: one run's (``run``), or every run whose process is gone."""
+    removed = 0
+    host = socket.gethostname()
+
+    def doomed(labels: dict[str, str]) -> bool:
+        if run is not None:
+            return labels.get("testbed.run") == run
+        return labels.get("testbed.run.host", host) == host and not _pid_alive(labels.get("testbed.run.pid", ""))
+
+    for container in client.containers.list(all=True, filters={"label": "testbed.suite"}):
+        if doomed(container.labels):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                container.remove(force=True, v=True)
+                removed += 1
+    for network in client.networks.list(filters={"label": "testbed.suite"}):
+        if doomed(network.attrs.get("Labels") or {}):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                network.remove()
+                removed += 1
+    for volume in client.volumes.list(filters={"label": "testbed.suite"}):
+        if doomed(volume.attrs.get("Labels") or {}):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                volume.remove(force=True)
+                removed += 1
+    return removed
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    """What a client container did."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def check(self) -> ClientResult:
+        """Raise with the client's output when it did not exit 0."""
+        if self.exit_code != 0:
+            raise AssertionError(f"client exited {self.exit_code}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}")
+        return self
+
+
+@dataclass
+class Node:
+    """A server container on a lab network."""
+
+    service: str
+    hostname: str
+    container: DockerContainer
+    lab: Lab
+
+    @property
+    def wrapped(self) -> Container:
+        container: Container = self.container.get_wrapped_container()
+        return container
+
+    def host_port(self, port: str) -> int:
+        """The 127.0.0.1 port Docker published for a container port like ``"13/udp"``."""
+        api: Any = self.wrapped.client.api  # type: ignore[union-attr]
+        mappings = api.port(self.wrapped.id, port)  # the API takes "13/udp"; the stubs say int
+        if not mappings:
+            raise LookupError(f"{self.hostname}: {port} is not published")
+        return int(mappings[0]["HostPort"])
+
+    def address(self) -> str:
+        """The node's address on its lab network."""
+        self.wrapped.reload()
+        return str(self.wrapped.attrs["NetworkSettings"]["Networks"][self.lab.name]["IPAddress"])
+
+    def exec(self, *argv: str, user: str = "node") -> tuple[int, str]:
+        """Run a command inside the node; (exit code, combined output)."""
+        result: Any = self.wrapped.exec_run(list(argv), user=user)
+        code, output = result
+        return int(code), bytes(output).decode("utf-8", errors="replace")
+
+    def probe(self, *, timeout: float = 2.0) -> tuple[int, str]:
+        """Speak the node's protocol to it from inside its own namespace."""
+        return self.exec(
+            "python3", "-m", "clients.probe", self.service, "--host", "127.0.0.1", "--timeout", str(timeout)
+        )
+
+    def wait_ready(self, *, timeout: float = READY_TIMEOUT) -> None:
+        """Poll the protocol probe until it passes; fail with the container's logs if it never does."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            self.wrapped.reload()
+            if self.wrapped.status in {"exited", "dead"}:
+                break
+            code, last = self.probe()
+            if code == 0:
+                return
+            time.sleep(0.1)  # between probe attempts, not in place of one
+        raise AssertionError(
+            f"{self.hostname} ({self.service}) not ready after {timeout:g} s; last probe: {last.strip()}\n"
+            f"status: {self.wrapped.status}\nlogs:\n{self.logs()}"
+        )
+
+    def logs(self) -> str:
+        return self.wrapped.logs().decode("utf-8", errors="replace")
+
+    def restart(self) -> None:
+        self.wrapped.restart(timeout=2)
+        self.wait_ready()
+
+
+@dataclass
+class Lab:
+    """A uniquely named, labelled Docker network and the nodes the tests put on it."""
+
+    client: docker.DockerClient
+    image: str
+    name: str
+    network: Network
+    nodes: dict[str, Node] = field(default_factory=dict)
+    _extra: list[Container] = field(default_factory=list)
+
+    def start_server(
+        self,
+        service: str,
+        *,
+        hostname: str | None = None,
+        command: Sequence[str] | None = None,
+        publish: bool = True,
+        mem_limit: str = "256m",
+        pids_limit: int = 2048,
+        ready: bool = True,
+        **kwargs: Any,
+    ) -> Node:
+        """Start ``python3 -m services.<service>`` as ``hostname`` on this network, and wait until it answers."""
+        hostname = hostname or service
+        container = (
+            DockerContainer(self.image)
+            .with_command(list(command or ["python3", "-m", f"services.{service}"]))
+            .with_name(f"{self.name}-{hostname}")
+            .with_network(self.network)
+            .with_network_aliases(hostname)
+            .with_tmpfs_mount("/tmp", "size=16m")
+            .with_kwargs(
+                hostname=hostname,
+                labels={**RUN_LABELS, "testbed.node": hostname},
+                mem_limit=mem_limit,
+                pids_limit=pids_limit,
+                **{**HARDENING, **kwargs},
+            )
+        )
+        if publish:
+            for port in SERVICE_PORTS.get(service, ()):
+                container.ports[port] = ("127.0.0.1", None)  # type: ignore[assignment]
+        container.start()
+        node = Node(service, hostname, container, self)
+        self.nodes[hostname] = node
+        if ready:
+            node.wait_ready()
+        return node
+
+    def _client_kwargs(self, hostname: str, **kwargs: Any) -> dict[str, Any]:
+        return {
+            "network": self.name,
+            "hostname": hostname,
+            "name": f"{self.name}-{hostname}-{uuid.uuid4().hex[:6]}",
+            "labels": {**RUN_LABELS, "testbed.node": hostname},
+            "mem_limit": "512m",
+            "pids_limit": 4096,
+            "tmpfs": TMPFS,
+            **HARDENING,
+            **kwargs,
+        }
+
+    def start_client(self, *argv: str, hostname: str = "client", **kwargs: Any) -> Container:
+        """Start a client container in the background (collect it with ``finish``)."""
+        container = self.client.containers.run(
+            self.image, list(argv), detach=True, **self._client_kwargs(hostname, **kwargs)
+        )
+        self._extra.append(container)
+        return container
+
+    def finish(self, container: Container, *, timeout: float = 120) -> ClientResult:
+        """Wait for a client container to exit and return its output; it is removed afterwards."""
+        try:
+            status = container.wait(timeout=timeout)
+            stdout = container.logs(stdout=True, stderr=False).decode("utf-8", errors="replace")
+            stderr = container.logs(stdout=False, stderr=True).decode("utf-8", errors="replace")
+            return ClientResult(int(status.get("StatusCode", -1)), stdout, stderr)
+        finally:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+            with contextlib.suppress(ValueError):
+                self._extra.remove(container)
+
+    def run_client(self, *argv: str, hostname: str = "client", timeout: float = 120, **kwargs: Any) -> ClientResult:
+        """Run a command in a fresh client container on this network, by hostname, and wait for it."""
+        return self.finish(self.start_client(*argv, hostname=hostname, **kwargs), timeout=timeout)
+
+    def stop(self, hostname: str) -> None:
+        """Remove one node."""
+        node = self.nodes.pop(hostname)
+        node.container.stop()
+
+    def close(self) -> None:
+        """Remove every container this lab started, then the network."""
+        for container in self._extra:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+        for node in self.nodes.values():
+            with contextlib.suppress(docker.errors.APIError):
+                node.container.stop()
+        self.nodes.clear()
+        with contextlib.suppress(docker.errors.APIError):
+            self.network.remove()
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """A Docker client for a running engine (skip locally, fail under CI, when there is none)."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # the SDK raises several unrelated types for "no engine"
+        require_docker_or_skip(f"no Docker engine answers ({type(exc).__name__})")
+    sweep(client)
+    try:
+        yield client
+    finally:
+        sweep(client, run=RUN_ID)
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def node_image(docker_client: docker.DockerClient) -> str:
+    """The node image every server and client runs in; it must have been built by scripts/setup."""
+    try:
+        docker_client.images.get(NODE_IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"image {NODE_IMAGE} is missing: run scripts/setup to build it", pytrace=False)
+    return NODE_IMAGE
+
+
+@contextlib.contextmanager
+def make_lab(client: docker.DockerClient, image: str, label: str) -> Iterator[Lab]:
+    """A fresh lab network, removed with everything on it when the block ends."""
+    name = f"testbed-{label}-{RUN_ID}-{uuid.uuid4().hex[:4]}"
+    network = Network(docker_network_kw={"labels": {**RUN_LABELS, "testbed.lab": name}})
+    network.name = name
+    network.create()
+    lab = Lab(client, image, name, network)
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+@pytest.fixture(scope="module")
+def lab(docker_client: docker.DockerClient, node_image: str, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """A labelled network for one test module."""
+    label = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")[:20]
+    with make_lab(docker_client, node_image, label) as lab:
+        yield lab

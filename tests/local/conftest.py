@@ -1,0 +1,98 @@
+"""Fixtures for servers run as real processes on 127.0.0.1, port 0 (no Docker)."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ServerProcess:
+    """A server started with ``python -m services.<name> --port 0``; its ``ready`` line's fields."""
+
+    process: subprocess.Popen[str]
+    fields: dict[str, str]
+
+    @property
+    def tcp(self) -> int:
+        return int(self.fields["tcp"])
+
+    @property
+    def udp(self) -> int:
+        return int(self.fields["udp"])
+
+    def terminate(self, *, within: float = 1.0) -> float:
+        """SIGTERM, and return how long the server took to exit (fails past ``within``)."""
+        began = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"server ignored SIGTERM for {within} s") from None
+        assert code == 0, f"exit status {code} after SIGTERM"
+        return time.monotonic() - began
+
+
+def _parse_ready(line: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in line.split() if "=" in part)
+
+
+def start_server(module: str, *args: str, timeout: float = 10.0) -> ServerProcess:
+    """Start a server and block until it logs ``ready`` (its own readiness signal)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", "0", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        if not selector.select(timeout=deadline - time.monotonic()):
+            break
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if " ready " in line:
+            return ServerProcess(process, _parse_ready(line))
+    process.kill()
+    process.wait()
+    raise AssertionError(f"{module} never logged ready:\n{''.join(seen)}")
+
+
+@pytest.fixture
+def server() -> Iterator[Callable[..., ServerProcess]]:
+    """Factory: ``server("services.echo")``; every server started is stopped afterwards."""
+    started: list[ServerProcess] = []
+
+    def start(module: str, *args: str) -> ServerProcess:
+        proc = start_server(module, *args)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.process.poll() is None:
+            proc.process.kill()
+            proc.process.wait()
+        if proc.process.stdout:
+            proc.process.stdout.close()

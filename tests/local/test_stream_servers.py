@@ -1,0 +1,144 @@
+"""daytime, echo and the upper-case line server with every model, as real processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from clients.common import read_line
+from clients.threaded import run_load
+from protocols.framing import LineBuffer
+from tests import conformance
+from tests.local.conftest import ServerProcess
+
+MODELS = ["threaded", "iterative", "forking", "selectors", "asyncio"]
+Start = Callable[..., ServerProcess]
+
+
+def test_daytime_tcp_and_udp(server: Start) -> None:
+    daytime = server("services.daytime")
+    conformance.check_daytime_tcp("127.0.0.1", daytime.tcp)
+    conformance.check_daytime_udp("127.0.0.1", daytime.udp)
+
+
+def test_daytime_answers_a_client_that_talks_first(server: Start) -> None:
+    """A client that sends before reading must still get the time (no RST eats the answer)."""
+    daytime = server("services.daytime")
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", daytime.tcp), timeout=5) as sock:
+            sock.sendall(b"hello?\n" * 100)
+            data = sock.recv(4096)
+        assert data.endswith(b"-UTC\r\n")
+
+
+@pytest.mark.parametrize("size", [1, 1000, 1 << 20, 8 << 20])
+def test_echo_tcp_is_byte_exact(server: Start, size: int) -> None:
+    echo = server("services.echo")
+    conformance.check_echo_tcp("127.0.0.1", echo.tcp, size)
+
+
+def test_echo_udp(server: Start) -> None:
+    echo = server("services.echo")
+    conformance.check_echo_udp("127.0.0.1", echo.udp)
+
+
+def test_echo_udp_empty_and_largest_datagram(server: Start) -> None:
+    echo = server("services.echo")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.connect(("127.0.0.1", echo.udp))
+        sock.send(b"")
+        assert sock.recv(100) == b""
+        big = bytes(range(256)) * 253 + b"\x00" * 232  # 65,000 bytes
+        assert len(big) == 65000
+        sock.send(big)
+        assert sock.recv(65535) == big
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_upper_conformance(server: Start, model: str) -> None:
+    upper = server(f"services.{model}")
+    conformance.check_upper("127.0.0.1", upper.tcp)
+    conformance.check_upper_bad_input("127.0.0.1", upper.tcp)
+
+
+@pytest.mark.parametrize("model", ["threaded", "forking", "selectors", "asyncio"])
+def test_upper_many_concurrent_clients(server: Start, model: str) -> None:
+    upper = server(f"services.{model}")
+    report = run_load("127.0.0.1", upper.tcp, sessions=300, lines=3, size=64, timeout=20)
+    assert report.errors == []
+    assert len(report.latencies) == 900
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_sigterm_stops_within_a_second(server: Start, model: str) -> None:
+    upper = server(f"services.{model}")
+    with socket.create_connection(("127.0.0.1", upper.tcp), timeout=5):  # a client still connected
+        assert upper.terminate(within=1.0) < 1.0
+
+
+@pytest.mark.parametrize("model", ["threaded", "selectors", "asyncio", "forking"])
+def test_client_cap_answers_busy_then_closes(server: Start, model: str) -> None:
+    upper = server(f"services.{model}", "--max-clients", "2")
+    held = [socket.create_connection(("127.0.0.1", upper.tcp), timeout=5) for _ in range(2)]
+    try:
+        for sock in held:  # both admitted: each answers
+            sock.sendall(b"hi\n")
+            assert read_line(sock, LineBuffer()) is not None
+        with socket.create_connection(("127.0.0.1", upper.tcp), timeout=5) as third:
+            third.sendall(b"me too\n")
+            assert third.recv(4096).startswith(b"error: server busy")
+    finally:
+        for sock in held:
+            sock.close()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_idle_client_is_closed_with_a_reason(server: Start, model: str) -> None:
+    upper = server(f"services.{model}", "--idle-timeout", "0.5")
+    with socket.create_connection(("127.0.0.1", upper.tcp), timeout=5) as sock:
+        began = time.monotonic()
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+        assert data == b"error: idle timeout, closing\n"
+        assert 0.4 < time.monotonic() - began < 3.0
+
+
+@pytest.mark.parametrize("model", ["threaded", "selectors", "asyncio", "forking"])
+def test_silent_and_abandoned_clients_do_not_block_others(server: Start, model: str) -> None:
+    """Slowloris-style: many connections that say nothing (or half a line) while others are served."""
+    upper = server(f"services.{model}", "--max-clients", "200")
+    silent = [socket.create_connection(("127.0.0.1", upper.tcp), timeout=5) for _ in range(50)]
+    for index, sock in enumerate(silent):
+        if index % 2:
+            sock.sendall(b"half a line without its end")
+    try:
+        conformance.check_upper("127.0.0.1", upper.tcp)
+    finally:
+        for index, sock in enumerate(silent):
+            if index % 3 == 0:
+                sock.shutdown(socket.SHUT_WR)  # half-open
+            sock.close()
+    conformance.check_upper("127.0.0.1", upper.tcp)
+
+
+def test_garbage_does_not_hurt_other_clients(server: Start) -> None:
+    upper = server("services.threaded")
+    done = threading.Event()
+
+    def spray() -> None:
+        with socket.create_connection(("127.0.0.1", upper.tcp), timeout=5) as sock:
+            for i in range(200):
+                sock.sendall(bytes((i * 7 + j) % 256 for j in range(997)))
+        done.set()
+
+    sprayer = threading.Thread(target=spray)
+    sprayer.start()
+    conformance.check_upper("127.0.0.1", upper.tcp)
+    sprayer.join(10)
+    assert done.is_set()
