@@ -13,10 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from clients.common import ClientError, client_parser, connect, read_line, read_to_eof, run_client, udp_exchange
-from protocols import daytime, upper
+from protocols import creosote, daytime, upper
 from protocols.framing import LineBuffer
-
-PROBE_CREOSOTE_PING = b"\x00creosote:ping"
 
 
 def probe_daytime(host: str, port: int, timeout: float) -> str:
@@ -60,10 +58,9 @@ def probe_greeting(host: str, port: int, timeout: float) -> str:
 
 
 def probe_creosote(host: str, port: int, timeout: float) -> str:
-    reply = udp_exchange(host, port, PROBE_CREOSOTE_PING, timeout=timeout)
-    if not reply.startswith(b"creosote:pong"):
-        raise ClientError(f"answered {reply[:60]!r}, not a pong")
-    return reply.decode("ascii", errors="replace").strip()
+    reply = udp_exchange(host, port, creosote.PING, timeout=timeout)
+    records = creosote.parse_pong(reply)  # RemoteProtocolError when it is not a pong
+    return f"creosote ok ({records} records)"
 
 
 Probe = Callable[[str, int, float], str]

@@ -28,10 +28,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
@@ -325,7 +327,16 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 @pytest.fixture(scope="session")
 def node_image(docker_client: docker.DockerClient) -> str:
-    """The node image every server and client runs in; it must have been built by scripts/setup."""
+    """The node image every server and client runs in, (re)built once per session when its sources changed.
+
+    In this repository that is ``scripts/setup --no-venv`` (a no-op when the image is current);
+    elsewhere the image must already exist.
+    """
+    setup = Path(__file__).resolve().parent.parent / "scripts" / "setup"
+    if setup.exists():
+        result = subprocess.run([str(setup), "--no-venv"], capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.fail(f"scripts/setup failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
     try:
         docker_client.images.get(NODE_IMAGE)
     except docker.errors.ImageNotFound:

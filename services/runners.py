@@ -181,7 +181,13 @@ def serve_threaded(
                 continue
             with live_lock:
                 live.add(conn)
-            threading.Thread(target=worker, args=(conn, peer), daemon=True).start()
+            try:
+                threading.Thread(target=worker, args=(conn, peer), daemon=True).start()
+            except RuntimeError:  # "can't start new thread": the pids or memory limit, not a bug
+                with live_lock:
+                    live.discard(conn)
+                slots.release()
+                _reject(conn, peer, limits, log)
     finally:
         with live_lock:
             for conn in live:
@@ -219,7 +225,12 @@ def serve_forking(
                 if len(children) >= limits.max_clients:
                     _reject(conn, peer, limits, log)
                     continue
-            pid = _fork_with_signals_held()
+            try:
+                pid = _fork_with_signals_held()
+            except OSError as exc:  # EAGAIN/ENOMEM: the pids or memory limit
+                log("fork-failed", error=exc.strerror or str(exc))
+                _reject(conn, peer, limits, log)
+                continue
             if pid == 0:  # child: serve this one client, never return into the accept loop
                 status = 0
                 try:

@@ -1,0 +1,572 @@
+"""Creosote, the UDP log sink ("Mr. Creosote"): it swallows every datagram.
+
+    python -m services.creosote [--port 7739] [--log-file PATH] [--redirect HOST:PORT]
+
+Bucket mode (the default) turns each datagram, or each message reassembled from
+``spew`` chunks, into a record: one ``record`` event line on stdout and, with
+``--log-file``, one JSON line in the file, flushed within 100 ms. Redirector
+mode relays every datagram unchanged to ``--redirect``. Both answer the probe
+``\\x00creosote:ping``. No datagram, whatever its size or bytes, stops the loop:
+it becomes a record or a counted ``bad_datagram`` event.
+
+The socket loop (``Sink``) knows nothing of records; a handler (``Bucket`` or
+``Relay``) does the work, so tests can run either in a thread and stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, TextIO
+
+from protocols.creosote import (
+    DEFAULT_PORT,
+    RECEIVE_BUFFER,
+    SEVERITY_NAMES,
+    Address,
+    Incomplete,
+    LossCounts,
+    Message,
+    Reassembler,
+    Record,
+    decode_chunk,
+    is_ping,
+    make_message_record,
+    make_record,
+    pong,
+)
+from protocols.errors import RemoteProtocolError, TestbedError
+from services.common import (
+    EventLog,
+    Stopped,
+    base_parser,
+    bind_udp,
+    peer_name,
+    port_number,
+    positive_float,
+    positive_int,
+    raise_on_signals,
+    run_main,
+)
+
+SERVER = "creosote"
+DEFAULT_RCVBUF = 4 * 2**20  # a burst of spew chunks must not overflow the kernel's queue
+MAX_TICK = 0.2  # longest blocking receive: bounds how long stop() and expiry wait
+FLUSH_DELAY = 0.1  # a record reaches the file at most this long after it arrived
+IDLE_FLUSH = 0.01  # ... or as soon as the socket has been quiet this long
+MAX_BATCH = 1000  # lines held before a flush regardless of time
+LOSS_REPORT_INTERVAL = 10.0
+PREVIEW_CHARS = 120  # of a record's text on stdout; the file keeps it whole
+RESOLVE_RETRY = 1.0  # seconds between attempts to resolve a relay target that failed
+RESOLVE_TTL = 30.0  # re-resolve a working target this often: a container may come back elsewhere
+_TRANSIENT = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH}  # ICMP echoes
+_OVERLOAD = {errno.ENOBUFS, errno.ENOMEM}
+
+SockAddr = tuple[Any, ...]  # what recvfrom returns and sendto takes: 2-tuple (IPv4) or 4-tuple (IPv6)
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """One received datagram and when it came."""
+
+    data: bytes
+    reply_to: SockAddr
+    size: int  # its real length: more than len(data) when the receive buffer cut it short
+    received: float  # epoch seconds, for the record
+    now: float  # monotonic seconds, for timeouts
+
+    @property
+    def source(self) -> Address:
+        """``(host, port)`` of the sender."""
+        return str(self.reply_to[0]), int(self.reply_to[1])
+
+
+class Handler(Protocol):
+    """What the socket loop drives: bucket or relay."""
+
+    count: int  # records made or datagrams relayed; reported by the probe
+
+    def handle(self, datagram: Datagram) -> None:
+        """Process one datagram (may raise ``TestbedError`` for a bad one)."""
+
+    def timeout(self, now: float) -> float | None:
+        """Seconds until ``tick`` has work to do, ``None`` if it has none pending."""
+
+    def tick(self, now: float) -> None:
+        """Do time-driven work: flushing, expiry, reports."""
+
+    def close(self) -> None:
+        """Finish pending work (flush); called once the loop ends."""
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class Sink:
+    """The UDP loop: receive, answer the probe, hand every other datagram to ``handler``.
+
+    ``serve_forever`` runs until ``stop`` (from any thread, noticed within
+    ``MAX_TICK``) or until ``Stopped`` arrives from a signal handler; either way
+    the handler is closed, so buffered records are flushed.
+    """
+
+    def __init__(self, sock: socket.socket, handler: Handler, *, log: EventLog, buffer_size: int) -> None:
+        self._sock = sock
+        self._handler = handler
+        self._log = log
+        self._buffer = memoryview(bytearray(buffer_size))  # reused: the payload copy is the only allocation
+        self._stopping = threading.Event()
+        self._closed = False
+        self.errors = 0
+        host, port = sock.getsockname()[:2]
+        self.address: Address = (str(host), int(port))  # the real port when bound to port 0
+
+    def serve_forever(self) -> None:
+        """Receive and handle datagrams until stopped."""
+        try:
+            while not self._stopping.is_set():
+                self._handler.tick(time.monotonic())
+                datagram = self._receive()
+                if datagram is not None:
+                    self._dispatch(datagram)
+        finally:
+            self._handler.close()
+
+    def stop(self) -> None:
+        """Ask ``serve_forever`` to return; safe from any thread."""
+        self._stopping.set()
+
+    def close(self) -> None:
+        """Close the handler and the socket; log the final counts."""
+        if self._closed:
+            return
+        self._closed = True
+        self._handler.close()
+        self._sock.close()
+        self._log("stopped", count=self._handler.count, errors=self.errors)
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def _receive(self) -> Datagram | None:
+        wait = self._handler.timeout(time.monotonic())
+        # A zero timeout would make the socket non-blocking (BlockingIOError), hence the floor.
+        self._sock.settimeout(MAX_TICK if wait is None else min(max(wait, 0.001), MAX_TICK))
+        try:
+            # MSG_TRUNC makes Linux return the datagram's real length even when it exceeds the buffer.
+            size, reply_to = self._sock.recvfrom_into(self._buffer, 0, socket.MSG_TRUNC)
+        except TimeoutError:
+            return None
+        except OSError as exc:
+            self._survive(exc)
+            return None
+        data = self._buffer[: min(size, len(self._buffer))].tobytes()
+        return Datagram(data, reply_to, size, time.time(), time.monotonic())
+
+    def _survive(self, exc: OSError) -> None:
+        """Log a receive error that a later datagram may not have; re-raise any other."""
+        if exc.errno not in _TRANSIENT | _OVERLOAD:
+            raise exc
+        self._log("receive_error", error=exc.strerror or str(exc))
+        if exc.errno in _OVERLOAD:
+            self._stopping.wait(0.1)  # the kernel is short of memory: give it a moment (trio does the same)
+
+    def _dispatch(self, datagram: Datagram) -> None:
+        if is_ping(datagram.data):
+            self._answer_ping(datagram.reply_to)
+            return
+        try:
+            self._handler.handle(datagram)
+        except TestbedError as exc:
+            self._count_error("bad_datagram", datagram, exc)
+        except Stopped:
+            raise
+        except Exception as exc:
+            # A sink must outlive its own bugs on hostile input; the event line makes the bug visible.
+            self._count_error("internal_error", datagram, exc)
+
+    def _answer_ping(self, reply_to: SockAddr) -> None:
+        try:
+            self._sock.sendto(pong(self._handler.count), reply_to)
+        except OSError as exc:
+            self._log("pong_error", peer=peer_name(reply_to), error=exc.strerror or str(exc))
+
+    def _count_error(self, event: str, datagram: Datagram, exc: Exception) -> None:
+        self.errors += 1
+        self._log(event, peer=peer_name(datagram.reply_to), size=datagram.size, error=f"{type(exc).__name__}: {exc}")
+
+
+# --------------------------------------------------------------------------- bucket mode
+
+
+class LogFileError(TestbedError):
+    """The JSON Lines file cannot be opened."""
+
+
+class JsonlWriter:
+    """Append lines to a file in batches, each line on disk within ``FLUSH_DELAY``.
+
+    A batch is written when the oldest unwritten line is ``FLUSH_DELAY`` old,
+    when no line came for ``IDLE_FLUSH``, or when ``MAX_BATCH`` lines wait. A
+    write error (disk full) drops the batch with an event line: the sink goes on.
+    """
+
+    def __init__(self, path: Path, *, log: EventLog) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file: TextIO = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise LogFileError(f"cannot open log file {path}: {exc.strerror or exc}") from exc
+        self.path = path
+        self._log = log
+        self._lines: list[str] = []
+        self._first = self._last = 0.0
+
+    def add(self, line: str, now: float) -> None:
+        """Queue one line (without newline) received at monotonic time ``now``."""
+        if not self._lines:
+            self._first = now
+        self._last = now
+        self._lines.append(line + "\n")
+        if len(self._lines) >= MAX_BATCH:
+            self.flush()
+
+    def timeout(self, now: float) -> float | None:
+        """Seconds until the batch is due, ``None`` when nothing waits."""
+        if not self._lines:
+            return None
+        return max(0.0, min(self._first + FLUSH_DELAY, self._last + IDLE_FLUSH) - now)
+
+    def tick(self, now: float) -> None:
+        """Write the batch if it is due."""
+        if self.timeout(now) == 0.0:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every queued line now."""
+        lines, self._lines = self._lines, []  # taken first, so an interrupted flush never writes twice
+        if not lines:
+            return
+        try:
+            self._file.write("".join(lines))
+            self._file.flush()
+        except OSError as exc:
+            self._log("write_error", path=str(self.path), dropped=len(lines), error=exc.strerror or str(exc))
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if not self._file.closed:
+            self.flush()
+            self._file.close()
+
+
+class Bucket:
+    """Bucket mode: every datagram becomes a record, chunked messages are reassembled."""
+
+    def __init__(self, *, log: EventLog, writer: JsonlWriter | None, reassembler: Reassembler) -> None:
+        self.count = 0
+        self._log = log
+        self._writer = writer
+        self._reassembler = reassembler
+        self._report_at = 0.0
+        self._report_now = False  # a message was given up on: report without waiting
+        self._reported: dict[Address, LossCounts] = {}
+
+    def handle(self, datagram: Datagram) -> None:
+        """Record a plain datagram, or feed a chunk to the reassembler."""
+        chunk = decode_chunk(datagram.data)
+        if chunk is None:
+            self._emit(make_record(datagram.data, datagram.source, datagram.received, size=datagram.size), datagram)
+            return
+        if datagram.size > len(datagram.data):
+            raise RemoteProtocolError("chunk cut short by the receive buffer (raise --max-datagram)")
+        for event in self._reassembler.feed(chunk, datagram.source, datagram.now):
+            if isinstance(event, Message):
+                self._emit(make_message_record(event, datagram.received), datagram)
+            else:
+                self._log_incomplete(event)
+
+    def timeout(self, now: float) -> float | None:
+        """When the writer next needs a flush."""
+        return self._writer.timeout(now) if self._writer else None
+
+    def tick(self, now: float) -> None:
+        """Flush, expire stale partial messages, report loss when it changed."""
+        if self._writer:
+            self._writer.tick(now)
+        for incomplete in self._reassembler.expire(now):
+            self._log_incomplete(incomplete)
+        if self._report_now or now >= self._report_at:
+            self._report_loss()
+            self._report_at = now + LOSS_REPORT_INTERVAL
+
+    def close(self) -> None:
+        """Report the last loss counts and flush the file."""
+        self._report_loss()
+        if self._writer:
+            self._writer.close()
+
+    def _emit(self, record: Record, datagram: Datagram) -> None:
+        self.count += 1
+        self._log("record", **summary(record))
+        if self._writer:
+            self._writer.add(record.to_json(), datagram.now)
+
+    def _log_incomplete(self, incomplete: Incomplete) -> None:
+        self._report_now = True
+        self._log(
+            "incomplete",
+            source=peer_name(incomplete.source),
+            msg=f"{incomplete.msg_id:x}",
+            chunks=f"{incomplete.have}/{incomplete.total}",
+            reason=incomplete.reason,
+        )
+
+    def _report_loss(self) -> None:
+        """One ``loss`` line per source whose anomaly counts changed since the last report."""
+        self._report_now = False
+        current = self._reassembler.by_source()
+        for source, counts in current.items():
+            previous = self._reported.get(source, LossCounts())
+            if replace(counts, completed=0) != replace(previous, completed=0):
+                self._log("loss", source=peer_name(source), **asdict(counts))
+        self._reported = current
+
+
+def summary(record: Record) -> dict[str, object]:
+    """The fields of a record's stdout line: the key ones, text cut to ``PREVIEW_CHARS``."""
+    fields: dict[str, object] = {"peer": peer_name((record.source_host, record.source_port)), "size": record.size}
+    if record.chunks is not None:
+        fields["chunks"] = record.chunks
+    if record.truncated:
+        fields["truncated"] = "yes"
+    if record.format is not None and record.severity is not None:
+        fields.update(format=record.format, severity=SEVERITY_NAMES[record.severity])
+        if record.app_name:
+            fields["app"] = record.app_name
+    text = record.message if record.message is not None else record.text
+    if text is None:
+        fields["base64"] = _preview(record.base64 or "")
+    else:
+        fields["text"] = _preview(text)
+    return fields
+
+
+def _preview(text: str) -> str:
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "…"
+
+
+# --------------------------------------------------------------------------- redirector mode
+
+
+class Resolver:
+    """A relay target's address, resolved lazily, refreshed, never raising.
+
+    In a Compose lab the target may not exist yet when the relay starts, or may
+    come back with a new address: a failed lookup is retried every
+    ``RESOLVE_RETRY`` seconds, and a good one is refreshed every ``RESOLVE_TTL``
+    (keeping the old address if the refresh fails).
+    """
+
+    def __init__(self, host: str, port: int, *, family: int, log: EventLog) -> None:
+        self.host, self.port = host, port
+        self._family = family
+        self._log = log
+        self._address: SockAddr | None = None
+        self._next_lookup = 0.0
+
+    def resolve(self, now: float) -> SockAddr | None:
+        """The target's socket address, or ``None`` while it does not resolve."""
+        if now >= self._next_lookup:
+            self._lookup(now)
+        return self._address
+
+    def _lookup(self, now: float) -> None:
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, self._family, socket.SOCK_DGRAM)
+        except (OSError, UnicodeError) as exc:  # gaierror is an OSError; an invalid name is a UnicodeError
+            self._next_lookup = now + RESOLVE_RETRY
+            self._log("resolve_error", target=f"{self.host}:{self.port}", error=str(exc), retry_in=RESOLVE_RETRY)
+            return
+        address = infos[0][4]
+        if address != self._address:
+            self._log("resolved", target=f"{self.host}:{self.port}", address=peer_name(address))
+        self._address = address
+        self._next_lookup = now + RESOLVE_TTL
+
+
+class Relay:
+    """Redirector mode: send every datagram on, unchanged, from the sink's own socket."""
+
+    def __init__(self, sock: socket.socket, resolver: Resolver, *, log: EventLog) -> None:
+        self.count = 0
+        self.dropped = 0
+        self._sock = sock
+        self._resolver = resolver
+        self._log = log
+
+    def handle(self, datagram: Datagram) -> None:
+        """Relay one datagram; drop it (with an event) when that cannot work."""
+        if datagram.size > len(datagram.data):
+            raise RemoteProtocolError("datagram cut short by the receive buffer: not relayed (raise --max-datagram)")
+        target = self._resolver.resolve(datagram.now)
+        if target is None:
+            self._drop(datagram, "target does not resolve")
+        elif tuple(target[:2]) == datagram.source:
+            # A relay whose target relays back to it would bounce datagrams forever.
+            self._drop(datagram, "came from the target: relaying it back would loop")
+        else:
+            self._send(datagram, target)
+
+    def timeout(self, now: float) -> float | None:
+        """A relay has no timed work."""
+        return None
+
+    def tick(self, now: float) -> None:
+        """A relay has no timed work."""
+
+    def close(self) -> None:
+        """Nothing is buffered."""
+
+    def _send(self, datagram: Datagram, target: SockAddr) -> None:
+        try:
+            self._sock.sendto(datagram.data, target)
+        except OSError as exc:
+            self._drop(datagram, exc.strerror or str(exc))
+            return
+        self.count += 1
+        self._log("relay", peer=peer_name(datagram.reply_to), to=peer_name(target), size=datagram.size)
+
+    def _drop(self, datagram: Datagram, reason: str) -> None:
+        self.dropped += 1
+        self._log("relay_dropped", peer=peer_name(datagram.reply_to), size=datagram.size, reason=reason)
+
+
+# --------------------------------------------------------------------------- assembly and CLI
+
+
+@dataclass(frozen=True, slots=True)
+class SinkConfig:
+    """Everything the command line decides."""
+
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    log_file: Path | None = None
+    redirect: Address | None = None
+    max_datagram: int = RECEIVE_BUFFER
+    rcvbuf: int = DEFAULT_RCVBUF
+    reassembly_timeout: float = 5.0
+
+
+def open_sink(config: SinkConfig, *, log: EventLog) -> Sink:
+    """Bind the socket, build the handler, log ``ready``; the caller runs and closes the sink."""
+    sock = bind_udp(config.host, config.port, rcvbuf=config.rcvbuf)
+    try:
+        handler = _make_handler(config, sock, log)
+    except BaseException:
+        sock.close()
+        raise
+    sink = Sink(sock, handler, log=log, buffer_size=config.max_datagram)
+    mode = "redirect" if config.redirect else "bucket"
+    got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    log("ready", host=sink.address[0], port=sink.address[1], mode=mode, rcvbuf=got, rcvbuf_requested=config.rcvbuf)
+    if got < config.rcvbuf:  # Linux reports twice what was granted; less than asked means a cap
+        log("rcvbuf_capped", requested=config.rcvbuf, got=got, hint="raise net.core.rmem_max")
+    return sink
+
+
+def _make_handler(config: SinkConfig, sock: socket.socket, log: EventLog) -> Handler:
+    if config.redirect is not None:
+        host, port = config.redirect
+        return Relay(sock, Resolver(host, port, family=sock.family, log=log), log=log)
+    writer = JsonlWriter(config.log_file, log=log) if config.log_file else None
+    return Bucket(log=log, writer=writer, reassembler=Reassembler(timeout=config.reassembly_timeout))
+
+
+def host_and_port(text: str) -> Address:
+    """argparse type: ``HOST:PORT`` or ``[IPv6]:PORT``."""
+    host, colon, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (for example creosote:7739)")
+    return host, port_number(port)
+
+
+def datagram_buffer(text: str) -> int:
+    """argparse type: a receive buffer size, 1 to 65535 bytes."""
+    value = positive_int(text)
+    if value > RECEIVE_BUFFER:
+        raise argparse.ArgumentTypeError(f"{value} is more than a datagram can hold ({RECEIVE_BUFFER})")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m services.creosote``."""
+    parser = base_parser(SERVER, "UDP log sink: records every datagram, or relays it.", port=DEFAULT_PORT)
+    parser.add_argument("--log-file", type=Path, help="append records as JSON Lines to this file (bucket mode)")
+    parser.add_argument(
+        "--redirect", type=host_and_port, metavar="HOST:PORT", help="relay every datagram to HOST:PORT instead"
+    )
+    parser.add_argument(
+        "--max-datagram",
+        type=datagram_buffer,
+        default=RECEIVE_BUFFER,
+        help="receive buffer; longer datagrams are recorded as truncated (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rcvbuf", type=positive_int, default=DEFAULT_RCVBUF, help="SO_RCVBUF to ask for (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--reassembly-timeout",
+        type=positive_float,
+        default=5.0,
+        metavar="S",
+        help="give up on a chunked message after S quiet seconds (default: %(default)s)",
+    )
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None) -> SinkConfig:
+    """Parse the command line into a ``SinkConfig`` (exits with usage on errors)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.redirect and args.log_file:
+        parser.error("--log-file records in bucket mode; a redirector (--redirect) records nothing")
+    return SinkConfig(
+        host=args.host,
+        port=args.port,
+        log_file=args.log_file,
+        redirect=args.redirect,
+        max_datagram=args.max_datagram,
+        rcvbuf=args.rcvbuf,
+        reassembly_timeout=args.reassembly_timeout,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sink until SIGTERM/SIGINT; 0 on a clean stop."""
+    config = parse_config(argv)
+    raise_on_signals()
+    try:
+        sink = open_sink(config, log=EventLog(SERVER))
+    except LogFileError as exc:
+        print(f"error: {exc} (is the directory mounted and writable?)", file=sys.stderr)
+        return 1
+    with sink:
+        sink.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,344 @@
+"""Creosote for real, in-process: UDP on 127.0.0.1, a JSON Lines file in tmp_path.
+
+Each sink runs its serve loop in a thread on port 0; tests wait for it with the
+ping probe and poll for results with deadlines, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import logging.handlers
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from clients.common import ClientError
+from clients.spew import SpewHandler, ping, spew
+from protocols.creosote import CHUNK_MAGIC, Reassembler, Record, encode_chunks
+from services.common import EventLog
+from services.creosote import Bucket, Datagram, JsonlWriter, Sink, SinkConfig, open_sink
+from tests.local.conftest import ServerProcess
+
+T = TypeVar("T")
+LOCAL = "127.0.0.1"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_until(condition: Callable[[], T | None], *, what: str, timeout: float = 3.0) -> T:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.005)  # the poll interval of a condition with a deadline
+
+
+def answers_ping(address: tuple[str, int]) -> int | None:
+    """The sink's record count, or None while it does not answer."""
+    try:
+        return ping(*address, timeout=0.2)
+    except ClientError:
+        return None
+
+
+@dataclass
+class Running:
+    """A sink serving in a thread, with what it printed and wrote."""
+
+    sink: Sink
+    stdout: io.StringIO
+    log_file: Path | None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.sink.address
+
+    def records(self) -> list[Record]:
+        """The whole lines written so far (a batch being written may end mid-line)."""
+        assert self.log_file is not None
+        if not self.log_file.exists():
+            return []
+        *whole, _partial = self.log_file.read_text(encoding="utf-8").split("\n")
+        return [Record.from_json(line) for line in whole]
+
+    def wait_records(self, count: int, *, timeout: float = 3.0) -> list[Record]:
+        def enough() -> list[Record] | None:
+            records = self.records()
+            return records if len(records) >= count else None
+
+        return wait_until(enough, what=f"{count} records", timeout=timeout)
+
+    def events(self, event: str) -> list[str]:
+        return [line for line in self.stdout.getvalue().splitlines() if line.split(" ")[2:3] == [event]]
+
+    def wait_event(self, event: str, *, timeout: float = 3.0) -> list[str]:
+        return wait_until(lambda: self.events(event), what=f"a {event!r} event", timeout=timeout)
+
+    def wait_count(self, count: int) -> None:
+        """Until the sink says it has handled ``count`` records (or relayed datagrams)."""
+        wait_until(lambda: answers_ping(self.address) == count, what=f"pong records={count}")
+
+
+@contextmanager
+def running(config: SinkConfig) -> Iterator[Running]:
+    stdout = io.StringIO()
+    sink = open_sink(config, log=EventLog("creosote", stream=stdout))
+    thread = threading.Thread(target=sink.serve_forever, name="creosote", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: answers_ping(sink.address) is not None, what="the first pong")
+        yield Running(sink, stdout, config.log_file)
+    finally:
+        sink.stop()
+        thread.join(timeout=5)
+        sink.close()
+    assert not thread.is_alive(), "serve_forever did not return after stop()"
+
+
+def bucket_config(tmp_path: Path, *, max_datagram: int = 65535, reassembly_timeout: float = 5.0) -> SinkConfig:
+    return SinkConfig(
+        host=LOCAL,
+        port=0,
+        log_file=tmp_path / "records.jsonl",
+        max_datagram=max_datagram,
+        reassembly_timeout=reassembly_timeout,
+    )
+
+
+@pytest.fixture
+def bucket(tmp_path: Path) -> Iterator[Running]:
+    with running(bucket_config(tmp_path)) as sink:
+        yield sink
+
+
+@pytest.fixture
+def client() -> Iterator[socket.socket]:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((LOCAL, 0))
+        yield sock
+
+
+def require_logger() -> str:
+    found = shutil.which("logger")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("util-linux logger is required in CI")
+        pytest.skip("util-linux logger is not installed")
+    return found
+
+
+# --------------------------------------------------------------------------- bucket mode
+
+
+def test_plain_datagram_is_on_disk_within_the_flush_delay(bucket: Running, client: socket.socket) -> None:
+    sent = time.monotonic()
+    client.sendto(b"hello creosote", bucket.address)
+    [record] = bucket.wait_records(1)
+    elapsed = time.monotonic() - sent
+    assert elapsed < 0.3, f"record took {elapsed:.3f} s to reach the file"
+    assert (record.text, record.size) == ("hello creosote", 14)
+    assert (record.source_host, record.source_port) == client.getsockname()
+    assert 'text="hello creosote"' in bucket.wait_event("record")[0]
+
+
+@pytest.mark.parametrize(("flag", "syslog_format"), [("--rfc5424", "rfc5424"), ("--rfc3164", "rfc3164")])
+def test_logger_messages_are_parsed(bucket: Running, flag: str, syslog_format: str) -> None:
+    logger = require_logger()
+    host, port = bucket.address
+    command = [logger, "-n", host, "-P", str(port), "-d", flag, "-t", "creosote-test", "--id=4242", "-p", "local3.err"]
+    subprocess.run([*command, "hello"], check=True, timeout=10)
+    [record] = bucket.wait_records(1)
+    assert record.format == syslog_format
+    assert (record.facility, record.severity) == (19, 3)
+    assert (record.app_name, record.procid) == ("creosote-test", "4242")
+    assert record.hostname is not None and record.timestamp is not None
+    assert record.message == "hello"
+
+
+def test_sysloghandler_records_are_parsed(bucket: Running) -> None:
+    handler = logging.handlers.SysLogHandler(address=bucket.address)
+    logger = isolated_logger(handler)
+    try:
+        logger.warning("disk %s nearly full", "/var")
+        [record] = bucket.wait_records(1)
+    finally:
+        handler.close()
+    assert (record.format, record.facility, record.severity) == ("rfc3164", 1, 4)
+    assert record.message == "disk /var nearly full"
+    assert record.text == "<12>disk /var nearly full\x00"
+
+
+def test_a_200_kb_spew_arrives_as_one_record(bucket: Running) -> None:
+    message = "".join(random.Random(1).choices("abcdefghij \n", k=200_000)).encode()
+    datagrams = spew(message, *bucket.address, max_datagram=1400)
+    [record] = bucket.wait_records(1)
+    assert datagrams == record.chunks and datagrams > 100
+    assert record.payload == message and record.size == len(message)
+    assert f"chunks={datagrams}" in bucket.wait_event("record")[0]
+
+
+def test_no_datagram_stops_the_sink(bucket: Running, client: socket.socket) -> None:
+    rng = random.Random(7)
+    binary = rng.randbytes(65_000)
+    plain = [b"", bytes(65_000), binary, b"\xff\xfe", b"\x00creosote:pin", *(rng.randbytes(300) for _ in range(20))]
+    bad_headers = [CHUNK_MAGIC + b"zz 0/1\npayload", CHUNK_MAGIC + b"x" * 100, CHUNK_MAGIC + b"1 5/5\n"]
+    never_completes = [CHUNK_MAGIC + b"1 0/65535\nx"]
+    for datagram in [*plain, *bad_headers, *never_completes]:
+        client.sendto(datagram, bucket.address)
+    bucket.wait_count(len(plain))  # it still answers the probe, and has recorded every plain datagram
+    records = bucket.wait_records(len(plain))
+    assert [record.size for record in records] == [len(datagram) for datagram in plain]
+    assert [record.payload for record in records] == plain
+    assert not any(record.truncated for record in records)
+    assert len(bucket.events("bad_datagram")) == len(bad_headers)
+    assert bucket.events("internal_error") == []
+
+
+def test_a_datagram_longer_than_the_buffer_is_recorded_as_truncated(tmp_path: Path, client: socket.socket) -> None:
+    with running(bucket_config(tmp_path, max_datagram=1000)) as sink:
+        client.sendto(b"t" * 5000, sink.address)
+        [record] = sink.wait_records(1)
+    assert record.truncated and record.size == 5000
+    assert record.payload == b"t" * 1000
+
+
+def test_a_missing_chunk_is_reported_as_lost(tmp_path: Path, client: socket.socket) -> None:
+    with running(bucket_config(tmp_path, reassembly_timeout=0.2)) as sink:
+        first, _missing, last = encode_chunks(b"m" * 3000, 0xC0FFEE, 1100)
+        client.sendto(first, sink.address)
+        client.sendto(last, sink.address)
+        [incomplete] = sink.wait_event("incomplete")
+        [loss] = sink.wait_event("loss")
+        assert sink.records() == []
+    assert "msg=c0ffee" in incomplete and "chunks=2/3" in incomplete
+    assert " lost=1 " in loss and " incomplete=1 " in loss
+
+
+def test_spew_handler_sends_severity_and_chunks_long_records(bucket: Running) -> None:
+    handler = SpewHandler(*bucket.address)
+    logger = isolated_logger(handler)
+    try:
+        logger.error("disk %s full", "/var")
+        logger.warning("w" * 5000)
+        short, long = bucket.wait_records(2)
+    finally:
+        handler.close()
+    assert (short.format, short.facility, short.severity, short.message) == ("rfc3164", 1, 3, "disk /var full")
+    assert long.chunks == 4 and long.message == "w" * 5000 and long.severity == 4
+
+
+class FailureRecordingHandler(SpewHandler):
+    """A SpewHandler that keeps what it could not send instead of printing a traceback."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(host, port)
+        self.failures: list[logging.LogRecord] = []
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.failures.append(record)
+
+
+def test_spew_handler_never_raises_into_the_application() -> None:
+    handler = FailureRecordingHandler("nosuch.invalid", 7739)
+    logger = isolated_logger(handler)
+    try:
+        logger.error("nobody listens")
+    finally:
+        handler.close()
+    assert [record.getMessage() for record in handler.failures] == ["nobody listens"]
+
+
+def isolated_logger(handler: logging.Handler) -> logging.Logger:
+    logger = logging.getLogger(f"creosote-test-{uuid.uuid4().hex}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    return logger
+
+
+# --------------------------------------------------------------------------- redirector mode
+
+
+def test_redirector_relays_unchanged_and_answers_the_probe(bucket: Running, client: socket.socket) -> None:
+    target = ("localhost", bucket.address[1])  # by name: the relay resolves it
+    with running(SinkConfig(host=LOCAL, port=0, redirect=target)) as relay:
+        client.sendto(b"relay me", relay.address)
+        spew(b"r" * 5000, *relay.address, max_datagram=1400)
+        relay.wait_count(1 + 4)
+        plain, chunked = bucket.wait_records(2)
+        assert relay.events("relay")
+    assert (plain.text, plain.source_port) == ("relay me", relay.address[1])
+    assert chunked.chunks == 4 and chunked.payload == b"r" * 5000
+
+
+def test_redirector_survives_a_target_that_does_not_resolve(client: socket.socket) -> None:
+    with running(SinkConfig(host=LOCAL, port=0, redirect=("nosuch.invalid", 7739))) as relay:
+        client.sendto(b"into the void", relay.address)
+        relay.wait_event("relay_dropped")
+        assert answers_ping(relay.address) == 0
+        assert relay.events("resolve_error")
+
+
+# --------------------------------------------------------------------------- the command lines
+
+
+def test_sigterm_flushes_and_exits_0_within_a_second(server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    log_file = tmp_path / "records.jsonl"
+    creosote = server("services.creosote", "--log-file", str(log_file))
+    port = int(creosote.fields["port"])
+    assert creosote.fields["mode"] == "bucket"
+    spew(b"last words", LOCAL, port)
+    wait_until(lambda: answers_ping((LOCAL, port)) == 1, what="the record")
+    creosote.terminate(within=1.0)
+    assert creosote.process.stdout is not None
+    assert " stopped count=1 " in creosote.process.stdout.read()
+    assert [Record.from_json(line).text for line in log_file.read_text().splitlines()] == ["last words"]
+
+
+def run_spew(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "clients.spew", *args]
+    return subprocess.run(command, cwd=REPO, input=stdin, capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_spew_cli_sends_stdin_lines_and_pings(bucket: Running) -> None:
+    host, port = bucket.address
+    sent = run_spew("--host", host, "--port", str(port), "--count", "2", stdin="first\nsecond\n")
+    assert sent.returncode == 0, sent.stderr
+    assert [record.text for record in bucket.wait_records(4)] == ["first", "first", "second", "second"]
+    pinged = run_spew("--host", host, "--port", str(port), "--ping")
+    assert (pinged.returncode, pinged.stdout) == (0, "creosote:pong records=4\n")
+
+
+def test_spew_cli_ping_fails_clearly_without_a_sink() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((LOCAL, 0))
+        port = probe.getsockname()[1]  # bound but silent: the probe times out
+        result = run_spew("--host", LOCAL, "--port", str(port), "--ping", "--timeout", "0.3")
+    assert result.returncode == 1
+    assert result.stderr == f"error: no UDP reply from 127.0.0.1:{port} within 0.3 s\n"
+
+
+def test_closing_the_bucket_flushes_what_the_timer_has_not(tmp_path: Path) -> None:
+    log_file = tmp_path / "records.jsonl"
+    log = EventLog("creosote", stream=io.StringIO())
+    bucket = Bucket(log=log, writer=JsonlWriter(log_file, log=log), reassembler=Reassembler())
+    bucket.handle(Datagram(b"pending", (LOCAL, 9), 7, received=0.0, now=0.0))
+    assert log_file.read_text() == ""  # no tick yet: still batched
+    bucket.close()
+    assert [Record.from_json(line).text for line in log_file.read_text().splitlines()] == ["pending"]
