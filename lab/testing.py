@@ -224,9 +224,13 @@ class Lab:
         mem_limit: str = "256m",
         pids_limit: int = 2048,
         ready: bool = True,
+        volumes: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> Node:
-        """Start ``python3 -m services.<service>`` as ``hostname`` on this network, and wait until it answers."""
+        """Start ``python3 -m services.<service>`` as ``hostname`` on this network, and wait until it answers.
+
+        ``volumes`` maps named volumes (see ``volume``) to paths in the container.
+        """
         hostname = hostname or service
         container = (
             DockerContainer(self.image)
@@ -243,6 +247,8 @@ class Lab:
                 **{**HARDENING, **kwargs},
             )
         )
+        for volume, path in (volumes or {}).items():
+            container.with_volume_mapping(volume, path, "rw")
         if publish:
             for port in SERVICE_PORTS.get(service, ()):
                 container.ports[port] = ("127.0.0.1", None)  # type: ignore[assignment]
@@ -290,6 +296,12 @@ class Lab:
     def run_client(self, *argv: str, hostname: str = "client", timeout: float = 120, **kwargs: Any) -> ClientResult:
         """Run a command in a fresh client container on this network, by hostname, and wait for it."""
         return self.finish(self.start_client(*argv, hostname=hostname, **kwargs), timeout=timeout)
+
+    def volume(self, label: str) -> str:
+        """A named volume, labelled like everything else here, removed by the sweep at session end."""
+        name = f"{self.name}-{label}"
+        self.client.volumes.create(name, labels={**RUN_LABELS, "testbed.lab": self.name})
+        return name
 
     def stop(self, hostname: str) -> None:
         """Remove one node."""
