@@ -72,7 +72,8 @@ def test_chunks_reassemble(data: bytes, size: int) -> None:
     pieces = chunks(data, size)
     assert b"".join(pieces) == data
     assert all(len(p) <= size for p in pieces)
-    assert pieces and all(pieces) or data == b""
+    assert pieces
+    assert all(pieces) or data == b""
 
 
 def test_chunks_rejects_nonpositive_size() -> None:
