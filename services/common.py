@@ -35,11 +35,22 @@ def format_event(server: str, event: str, fields: dict[str, object], *, now: flo
 
 
 class EventLog:
-    """Writes event lines for one server; safe from threads and forked children."""
+    """Writes event lines for one server; safe from threads and forked children.
 
-    def __init__(self, server: str, *, stream=None) -> None:  # type: ignore[no-untyped-def]
+    ``connection`` events (connect/disconnect) from loopback peers are left out
+    unless ``log_loopback``: inside a container those are the health checks, and
+    a line every two seconds per service would drown what users do.
+    """
+
+    def __init__(self, server: str, *, stream=None, log_loopback: bool = False) -> None:  # type: ignore[no-untyped-def]
         self.server = server
         self._stream = stream
+        self.log_loopback = log_loopback
+
+    def connection(self, event: str, peer: str, **fields: object) -> None:
+        """Log a per-connection event, unless it is a loopback peer's and those are muted."""
+        if self.log_loopback or not _is_loopback(peer):
+            self(event, peer=peer, **fields)
 
     def __call__(self, event: str, **fields: object) -> None:
         line = format_event(self.server, event, fields)
@@ -50,6 +61,10 @@ class EventLog:
                 stream.flush()
             except (BrokenPipeError, ValueError):
                 pass  # stdout gone (closed pipe): logging must never kill a server
+
+
+def _is_loopback(peer: str) -> bool:
+    return peer.startswith(("127.", "[::1]"))
 
 
 def peer_name(address: object) -> str:

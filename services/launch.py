@@ -50,6 +50,10 @@ def stream_parser(
         default=idle_timeout,
         help="seconds a client may stay silent before it is closed (default: %(default)s)",
     )
+    parser.add_argument(
+        "--log-loopback", action="store_true",
+        help="also log connections from 127.0.0.1 (muted by default: inside a container they are health checks)",
+    )
     return parser
 
 
@@ -72,7 +76,7 @@ def stream_service(
 
     def serve(argv: Sequence[str] | None) -> int:
         args = parser.parse_args(argv)
-        log = EventLog(name)
+        log = EventLog(name, log_loopback=args.log_loopback)
         limits = Limits(max_clients=args.max_clients, idle_timeout=args.idle_timeout)
         if busy_message is not None:
             limits = Limits(max_clients=args.max_clients, idle_timeout=args.idle_timeout, busy_message=busy_message)

@@ -106,7 +106,7 @@ def handle_connection(
 ) -> None:
     """Serve one connection to the end with blocking I/O (iterative/threaded/forking)."""
     name = peer_name(peer)
-    log("connect", peer=name)
+    log.connection("connect", name)
     reason = "closed"
     linger = True
     try:
@@ -139,7 +139,7 @@ def handle_connection(
             close_gracefully(conn)
         else:
             conn.close()
-        log("disconnect", peer=name, reason=reason)
+        log.connection("disconnect", name, reason=reason)
 
 
 def serve_iterative(
@@ -311,7 +311,7 @@ def serve_selectors(
         with contextlib.suppress(KeyError, ValueError):
             sel.unregister(peer.conn)
         peer.conn.close()
-        log("disconnect", peer=peer.name, reason=reason)
+        log.connection("disconnect", peer.name, reason=reason)
 
     def apply(peer: _Peer, out: Output) -> None:
         peer.outbuf += out.data
@@ -351,7 +351,7 @@ def serve_selectors(
             peer = _Peer(conn, peer_name(address), factory(), time.monotonic())
             peers[conn.fileno()] = peer
             sel.register(conn, selectors.EVENT_READ, peer)
-            log("connect", peer=peer.name)
+            log.connection("connect", peer.name)
             apply(peer, peer.session.start())
 
     def read(peer: _Peer) -> None:
@@ -424,7 +424,7 @@ async def _serve_asyncio(
             return
         active += 1
         name = peer_name(peer)
-        log("connect", peer=name)
+        log.connection("connect", name)
         reason = "closed"
         try:
             session = factory()
@@ -453,7 +453,7 @@ async def _serve_asyncio(
         finally:
             active -= 1
             writer.close()
-            log("disconnect", peer=name, reason=reason)
+            log.connection("disconnect", name, reason=reason)
 
     listener.setblocking(False)
     server = await asyncio.start_server(handle, sock=listener, limit=limits.recv_size)
