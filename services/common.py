@@ -116,8 +116,17 @@ def positive_int(text: str) -> int:
     return value
 
 
-class Stopped(Exception):
-    """Raised in the main thread when SIGTERM or SIGINT arrives."""
+class Stopped(SystemExit):
+    """Raised in the main thread when SIGTERM or SIGINT arrives.
+
+    A ``SystemExit`` so that nothing swallows it on its way out: asyncio, for one,
+    logs and drops any ``Exception`` raised inside a callback, and the signal
+    handler may run inside one.
+    """
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(0)
+        self.signal_name = signal_name
 
 
 def raise_on_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> None:

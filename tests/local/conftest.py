@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +25,22 @@ class ServerProcess:
 
     process: subprocess.Popen[str]
     fields: dict[str, str]
+    output: list[str]
+    reader: threading.Thread | None = None
+
+    def log_text(self, *, timeout: float = 5.0) -> str:
+        """Everything the server logged, once it has exited."""
+        self.process.wait(timeout=timeout)
+        if self.reader is not None:
+            self.reader.join(timeout)
+        return "".join(self.output)
+
+    def drain(self) -> None:
+        """Collect the server's log lines until it exits (for diagnostics)."""
+        assert self.process.stdout is not None
+        with contextlib.suppress(ValueError, OSError):
+            for line in self.process.stdout:
+                self.output.append(line)
 
     @property
     def tcp(self) -> int:
@@ -73,7 +91,11 @@ def start_server(module: str, *args: str, timeout: float = 10.0) -> ServerProces
             break
         seen.append(line)
         if " ready " in line:
-            return ServerProcess(process, _parse_ready(line))
+            server = ServerProcess(process, _parse_ready(line), seen)
+            # Keep reading: a server whose stdout pipe fills up blocks on its next log line.
+            server.reader = threading.Thread(target=server.drain, daemon=True)
+            server.reader.start()
+            return server
     process.kill()
     process.wait()
     raise AssertionError(f"{module} never logged ready:\n{''.join(seen)}")

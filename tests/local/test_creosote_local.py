@@ -306,8 +306,7 @@ def test_sigterm_flushes_and_exits_0_within_a_second(server: Callable[..., Serve
     spew(b"last words", LOCAL, port)
     wait_until(lambda: answers_ping((LOCAL, port)) == 1, what="the record")
     creosote.terminate(within=1.0)
-    assert creosote.process.stdout is not None
-    assert " stopped count=1 " in creosote.process.stdout.read()
+    assert " stopped count=1 " in creosote.log_text()
     assert [Record.from_json(line).text for line in log_file.read_text().splitlines()] == ["last words"]
 
 

@@ -1,0 +1,337 @@
+"""The chat room: many people, one conversation, plain text lines.
+
+The course's chat server was one-on-one and took one ``recv`` for one message,
+in ASCII, with no limits. Here the room is a pure object: connection ids and
+lines in, ``Delivery`` records (who gets which bytes) out; the service that owns
+the sockets only carries them. Plain ``nc`` is a usable client.
+
+Wire format: UTF-8 lines of at most 4096 bytes, ``\n``-terminated (a ``\r``
+before it is dropped); every line the server sends ends in ``\n``. Notices
+start with ``* ``, errors with ``error: `` and go to their cause alone::
+
+    Welcome to my chat room!                      the greeting: this line and three notices
+    * you are guest1; pick a nick with /nick NAME
+    * commands: /nick NAME, /who, /msg NICK TEXT, /quit, /help; anything else is said to the room
+    * here: alice, bob                            or "* nobody else is here yet", "* 25 others here (/who ...)"
+    <alice> hello                                 alice said "hello" to the room (not echoed to alice)
+    <alice> /shrug                                alice typed "//shrug": a leading "//" says a "/"
+    *alice* psst                                  alice to you alone (/msg you psst)
+    -> *bob* psst                                 your /msg to bob, echoed to you
+    * here (3): alice, bob, guest3                /who
+    * you are now alice                           /nick alice; the others read "* guest1 is now alice"
+    * bye, alice                                  /quit; then the server closes
+    * guest1 joined | * alice left (quit|disconnected|connection reset|idle) | * alice dropped (too slow)
+    * closing: nothing received for 600 s         to an idle member, then close
+    * server shutting down                        to everyone, then close
+    error: line longer than 4096 bytes            also: invalid UTF-8, unknown command, invalid or taken
+    error: no such nick: carol                    nick, usage, "server full (N clients), try again later"
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from protocols.errors import LineTooLong, LocalProtocolError
+from protocols.framing import DEFAULT_MAX_LINE, LineBuffer
+
+PORT = 5000
+GREETING = "Welcome to my chat room!"
+COMMANDS = "/nick NAME, /who, /msg NICK TEXT, /quit, /help"
+MAX_NICK = 32
+_LIST_IN_GREETING = 20  # more members than this: the greeting gives their number, /who the names
+# ASCII only: Unicode look-alikes ("alice" spelt with a Cyrillic a) would let one member pass for another.
+_NICK = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_NICK}}}")
+# C0/C1 controls (but tab) and DEL are dropped from what others see: an escape
+# sequence must not repaint their terminals, and a lone \r must not overwrite a line.
+_CONTROLS = dict.fromkeys([*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0)])
+
+ConnId = int
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Bytes for one connection; ``close`` asks the carrier to close it after sending them."""
+
+    conn: ConnId
+    data: bytes
+    close: bool = False
+
+
+class EventSink(Protocol):
+    """Where the room reports what happened (``services.common.EventLog`` fits)."""
+
+    def __call__(self, event: str, /, **fields: object) -> None: ...
+
+
+def _line(text: str) -> bytes:
+    return (text + "\n").encode("utf-8")
+
+
+def error_line(message: str) -> bytes:
+    """An ``error: ...`` line, as every error the server sends looks."""
+    return _line(f"error: {message}")
+
+
+def full_message(max_clients: int) -> bytes:
+    """What a client over the server's cap reads before it is closed."""
+    return error_line(f"server full ({max_clients} clients), try again later")
+
+
+def valid_nick(nick: str) -> bool:
+    """Whether ``nick`` is 1-32 ASCII letters, digits, ``_`` or ``-``."""
+    return _NICK.fullmatch(nick) is not None
+
+
+def clean_text(text: str) -> str:
+    """``text`` without control characters (tab kept), safe to show on others' terminals."""
+    return text.translate(_CONTROLS)
+
+
+class ChatRoom:
+    """Who is here under which nick, and what each line they send means.
+
+    Connection ids are the caller's (any int, unique while connected). Every
+    method returns the deliveries to make, in order; nothing here does I/O.
+    """
+
+    def __init__(self, *, on_event: EventSink | None = None) -> None:
+        self._nicks: dict[ConnId, str] = {}
+        self._by_key: dict[str, ConnId] = {}  # casefolded nick -> conn: "Bob" and "bob" are one nick
+        self._guests = 0
+        self._on_event = on_event
+
+    def __contains__(self, conn: object) -> bool:
+        return conn in self._nicks
+
+    def __len__(self) -> int:
+        return len(self._nicks)
+
+    def nick(self, conn: ConnId) -> str | None:
+        """The nick of ``conn``, ``None`` if it is not in the room."""
+        return self._nicks.get(conn)
+
+    def nicks(self) -> list[str]:
+        """Everyone's nick, sorted case-insensitively."""
+        return sorted(self._nicks.values(), key=str.casefold)
+
+    # -- arriving and leaving ------------------------------------------------
+
+    def join(self, conn: ConnId) -> list[Delivery]:
+        """Admit ``conn`` under a fresh ``guestN`` nick: greet it, tell the others."""
+        if conn in self._nicks:
+            raise LocalProtocolError(f"connection {conn} is already in the room")
+        others = self.nicks()
+        nick = self._fresh_guest()
+        self._add(conn, nick)
+        self._emit("join", conn=conn, nick=nick)
+        return [Delivery(conn, self._greeting(nick, others)), *self._to_others(conn, _line(f"* {nick} joined"))]
+
+    def _greeting(self, nick: str, others: list[str]) -> bytes:
+        if not others:
+            here = "* nobody else is here yet"
+        elif len(others) <= _LIST_IN_GREETING:
+            here = f"* here: {', '.join(others)}"
+        else:  # a crowd: the list would be a wall of text (and n² bytes for n arrivals)
+            here = f"* {len(others)} others here (/who lists them)"
+        greeting = [
+            GREETING,
+            f"* you are {nick}; pick a nick with /nick NAME",
+            f"* commands: {COMMANDS}; anything else is said to the room",
+            here,
+        ]
+        return _line("\n".join(greeting))
+
+    def leave(self, conn: ConnId, reason: str) -> list[Delivery]:
+        """``conn`` is gone (EOF, reset, idle...): tell the others. Unknown ``conn``: nothing."""
+        return self._remove(conn, f"left ({reason})", event="leave", reason=reason)
+
+    def drop(self, conn: ConnId, reason: str) -> list[Delivery]:
+        """The server threw ``conn`` out (e.g. ``"too slow"``): tell the others, not ``conn``."""
+        return self._remove(conn, f"dropped ({reason})", event="drop", reason=reason)
+
+    def expire(self, conn: ConnId, idle_seconds: float) -> list[Delivery]:
+        """``conn`` said nothing for too long: a notice to it (then close), and to the others."""
+        if conn not in self._nicks:
+            return []
+        notice = Delivery(conn, _line(f"* closing: nothing received for {idle_seconds:g} s"), close=True)
+        return [notice, *self.leave(conn, "idle")]
+
+    def shutdown(self) -> list[Delivery]:
+        """The server is stopping: tell everyone and close every connection."""
+        notice = _line("* server shutting down")
+        deliveries = [Delivery(conn, notice, close=True) for conn in self._nicks]
+        # No per-member departure notices: everyone is leaving at once (and n² of them would be slow).
+        self._nicks.clear()
+        self._by_key.clear()
+        return deliveries
+
+    # -- what members say ----------------------------------------------------
+
+    def receive_line(self, conn: ConnId, line: bytes) -> list[Delivery]:
+        """Act on one line from ``conn`` (without its ``\\n``): a command, or words for the room."""
+        if conn not in self._nicks:
+            raise LocalProtocolError(f"connection {conn} is not in the room")
+        try:
+            text = clean_text(line.decode("utf-8")).strip()
+        except UnicodeDecodeError:
+            return self.error(conn, "invalid UTF-8 (send text encoded as UTF-8)")
+        if not text:
+            return []  # a bare Enter in nc: nothing to say
+        if text.startswith("//"):
+            return self._say(conn, text[1:])  # "//x" says "/x" to the room
+        if text.startswith("/"):
+            return self._command(conn, text)
+        return self._say(conn, text)
+
+    def error(self, conn: ConnId, message: str) -> list[Delivery]:
+        """An ``error:`` line for ``conn`` alone (also used by the framing for over-long lines)."""
+        self._emit("error", conn=conn, nick=self._nicks.get(conn), error=message)
+        return [Delivery(conn, error_line(message))]
+
+    def _say(self, conn: ConnId, text: str) -> list[Delivery]:
+        return self._to_others(conn, _line(f"<{self._nicks[conn]}> {text}"))
+
+    def _command(self, conn: ConnId, text: str) -> list[Delivery]:
+        name, _, rest = text.partition(" ")
+        rest = rest.strip()
+        match name.lower():
+            case "/nick":
+                return self._rename(conn, rest)
+            case "/who":
+                return self._who(conn)
+            case "/msg":
+                return self._private(conn, rest)
+            case "/quit":
+                return self._quit(conn)
+            case "/help":
+                return [Delivery(conn, _line(f"* commands: {COMMANDS}; anything else is said to the room"))]
+            case _:
+                return self.error(conn, f"unknown command {name} (commands: {COMMANDS})")
+
+    def _rename(self, conn: ConnId, nick: str) -> list[Delivery]:
+        if not nick:
+            return self.error(conn, "usage: /nick NAME")
+        if not valid_nick(nick):
+            return self.error(conn, f"invalid nick {nick!r} (1-{MAX_NICK} letters, digits, _ or -)")
+        holder = self._by_key.get(nick.casefold())
+        if holder is not None and holder != conn:
+            return self.error(conn, f"nick {nick} is taken")
+        old = self._nicks[conn]
+        del self._by_key[old.casefold()]
+        self._add(conn, nick)
+        self._emit("nick", conn=conn, old=old, new=nick)
+        return [Delivery(conn, _line(f"* you are now {nick}")), *self._to_others(conn, _line(f"* {old} is now {nick}"))]
+
+    def _who(self, conn: ConnId) -> list[Delivery]:
+        nicks = self.nicks()
+        return [Delivery(conn, _line(f"* here ({len(nicks)}): {', '.join(nicks)}"))]
+
+    def _private(self, conn: ConnId, rest: str) -> list[Delivery]:
+        target, _, words = rest.partition(" ")
+        words = words.strip()
+        if not target or not words:
+            return self.error(conn, "usage: /msg NICK TEXT")
+        to = self._by_key.get(target.casefold())
+        if to is None:
+            return self.error(conn, f"no such nick: {target}")
+        sender, receiver = self._nicks[conn], self._nicks[to]
+        return [Delivery(to, _line(f"*{sender}* {words}")), Delivery(conn, _line(f"-> *{receiver}* {words}"))]
+
+    def _quit(self, conn: ConnId) -> list[Delivery]:
+        bye = Delivery(conn, _line(f"* bye, {self._nicks[conn]}"), close=True)
+        return [bye, *self.leave(conn, "quit")]
+
+    # -- bookkeeping ---------------------------------------------------------
+
+    def _fresh_guest(self) -> str:
+        while True:
+            self._guests += 1
+            nick = f"guest{self._guests}"
+            if nick.casefold() not in self._by_key:  # someone may have taken it with /nick
+                return nick
+
+    def _add(self, conn: ConnId, nick: str) -> None:
+        self._nicks[conn] = nick
+        self._by_key[nick.casefold()] = conn
+
+    def _remove(self, conn: ConnId, what: str, *, event: str, reason: str) -> list[Delivery]:
+        nick = self._nicks.pop(conn, None)
+        if nick is None:
+            return []
+        del self._by_key[nick.casefold()]
+        self._emit(event, conn=conn, nick=nick, reason=reason)
+        return self._to_others(conn, _line(f"* {nick} {what}"))
+
+    def _to_others(self, conn: ConnId, data: bytes) -> list[Delivery]:
+        return [Delivery(other, data) for other in self._nicks if other != conn]
+
+    def _emit(self, event: str, **fields: object) -> None:
+        if self._on_event is not None:
+            self._on_event(event, **fields)
+
+
+class ChatConnection:
+    """One member's byte stream, framed into lines for the room.
+
+    ``feed`` takes what was received (``b""`` at EOF); ``deliveries`` turns up to
+    ``max_lines`` whole lines into deliveries, so a carrier can take turns
+    between a flooding client and everyone else (``backlog`` says lines may
+    remain). An over-long line costs its sender one error line and nothing else.
+    After ``/quit`` or EOF, ``finished`` is true and input is ignored.
+    """
+
+    def __init__(self, room: ChatRoom, conn: ConnId, *, max_line: int = DEFAULT_MAX_LINE) -> None:
+        self.room = room
+        self.conn = conn
+        self._lines = LineBuffer(max_line=max_line)
+        self.backlog = False
+        self.finished = False
+
+    def start(self) -> list[Delivery]:
+        """Join the room."""
+        return self.room.join(self.conn)
+
+    def feed(self, data: bytes) -> None:
+        """Buffer received bytes; ``b""`` means the peer closed its side."""
+        if self.finished:
+            return
+        if not data and self._lines.pending:
+            self._lines.feed(b"\n")  # a last line without its newline still counts
+        self._lines.feed(data)
+        self.backlog = True
+
+    def deliveries(self, *, max_lines: int | None = None) -> list[Delivery]:
+        """Handle up to ``max_lines`` buffered lines (all when ``None``), then EOF if it came."""
+        out: list[Delivery] = []
+        handled = 0
+        while self._present():
+            if max_lines is not None and handled >= max_lines:
+                return out  # backlog stays True: call again later
+            handled += 1
+            try:
+                line = self._lines.next_line()
+            except LineTooLong as exc:
+                out += self.room.error(self.conn, str(exc))
+                continue
+            if line is None:
+                break
+            out += self.room.receive_line(self.conn, line)
+        self.backlog = False
+        if self._lines.eof and self._present():
+            self.finished = True
+            out += self.room.leave(self.conn, "disconnected")
+            out.append(Delivery(self.conn, b"", close=True))
+        return out
+
+    def _present(self) -> bool:
+        """Still in the room: not after /quit, EOF, or being dropped by the server."""
+        if not self.finished and self.conn not in self.room:
+            self.finished = True
+        return not self.finished
+
+    def receive_data(self, data: bytes) -> list[Delivery]:
+        """``feed`` then ``deliveries`` for every line: the simple, unbudgeted way."""
+        self.feed(data)
+        return self.deliveries()

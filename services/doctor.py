@@ -1,0 +1,22 @@
+"""``python -m services.doctor``: the textbook's therapist, one session per client."""
+
+from __future__ import annotations
+
+import sys
+
+from protocols import doctor
+from services.launch import stream_service
+
+main = stream_service(
+    "doctor",
+    "ELIZA-style therapist: a greeting line on connect, one reply line to every line; "
+    "an empty line (or EOF) ends the session with a farewell.",
+    doctor.DoctorSession,
+    port=doctor.PORT,
+    model="threaded",
+    max_clients=256,
+    idle_timeout=300.0,
+)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,350 @@
+"""The chat room without sockets: commands, broadcasts, nick rules, framing."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocols.chat import ChatConnection, ChatRoom, Delivery, full_message, valid_nick
+from protocols.errors import LocalProtocolError
+
+
+def lines_for(deliveries: list[Delivery], conn: int) -> list[str]:
+    """Every line ``conn`` receives, decoded, in order."""
+    data = b"".join(d.data for d in deliveries if d.conn == conn)
+    assert data == b"" or data.endswith(b"\n")
+    return data.decode().splitlines()
+
+
+def say(room: ChatRoom, conn: int, text: str | bytes) -> list[Delivery]:
+    return room.receive_line(conn, text.encode() if isinstance(text, str) else text)
+
+
+@pytest.fixture
+def room() -> ChatRoom:
+    """A room with guest1 (conn 1), guest2 (conn 2) and guest3 (conn 3)."""
+    room = ChatRoom()
+    for conn in (1, 2, 3):
+        room.join(conn)
+    return room
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, object]]] = []
+
+    def __call__(self, event: str, /, **fields: object) -> None:
+        self.events.append((event, fields))
+
+
+# -- joining and leaving -------------------------------------------------------
+
+
+def test_first_join_greets_and_assigns_a_guest_nick() -> None:
+    room = ChatRoom()
+    out = room.join(7)
+    assert lines_for(out, 7) == [
+        "Welcome to my chat room!",
+        "* you are guest1; pick a nick with /nick NAME",
+        "* commands: /nick NAME, /who, /msg NICK TEXT, /quit, /help; anything else is said to the room",
+        "* nobody else is here yet",
+    ]
+    assert room.nick(7) == "guest1"
+
+
+def test_join_is_announced_to_the_others_and_lists_them_to_the_newcomer() -> None:
+    room = ChatRoom()
+    room.join(1)
+    say(room, 1, "/nick zed")
+    room.join(2)
+    out = room.join(3)
+    assert lines_for(out, 1) == ["* guest3 joined"]
+    assert lines_for(out, 2) == ["* guest3 joined"]
+    assert lines_for(out, 3)[-1] == "* here: guest2, zed"
+
+
+def test_a_crowd_is_counted_not_listed_in_the_greeting() -> None:
+    room = ChatRoom()
+    for conn in range(30):
+        room.join(conn)
+    assert lines_for(room.join(99), 99)[-1] == "* 30 others here (/who lists them)"
+
+
+def test_joining_twice_is_a_local_error(room: ChatRoom) -> None:
+    with pytest.raises(LocalProtocolError):
+        room.join(1)
+
+
+def test_guest_numbers_skip_a_nick_someone_took() -> None:
+    room = ChatRoom()
+    room.join(1)
+    say(room, 1, "/nick guest2")
+    room.join(2)
+    assert room.nick(2) == "guest3"
+
+
+def test_leave_is_announced_to_the_others(room: ChatRoom) -> None:
+    out = room.leave(2, "disconnected")
+    assert lines_for(out, 1) == lines_for(out, 3) == ["* guest2 left (disconnected)"]
+    assert lines_for(out, 2) == []
+    assert 2 not in room
+    assert room.leave(2, "disconnected") == []  # the second report of one departure says nothing
+
+
+def test_drop_and_expire_notices(room: ChatRoom) -> None:
+    dropped = room.drop(1, "too slow")
+    assert lines_for(dropped, 2) == ["* guest1 dropped (too slow)"]
+    assert lines_for(dropped, 1) == []
+    expired = room.expire(2, 600)
+    assert expired[0] == Delivery(2, b"* closing: nothing received for 600 s\n", close=True)
+    assert lines_for(expired, 3) == ["* guest2 left (idle)"]
+    assert room.nicks() == ["guest3"]
+
+
+def test_shutdown_tells_and_closes_everyone(room: ChatRoom) -> None:
+    out = room.shutdown()
+    assert sorted(d.conn for d in out) == [1, 2, 3]
+    assert all(d.close and d.data == b"* server shutting down\n" for d in out)
+    assert len(room) == 0
+
+
+def test_events_are_reported() -> None:
+    recorder = Recorder()
+    room = ChatRoom(on_event=recorder)
+    room.join(1)
+    say(room, 1, "/nick ann")
+    say(room, 1, "/nope")
+    room.leave(1, "quit")
+    assert [event for event, _ in recorder.events] == ["join", "nick", "error", "leave"]
+    assert recorder.events[1][1] == {"conn": 1, "old": "guest1", "new": "ann"}
+
+
+# -- talking -------------------------------------------------------------------
+
+
+def test_a_line_goes_to_everyone_else(room: ChatRoom) -> None:
+    out = say(room, 1, "hello, world")
+    assert lines_for(out, 2) == lines_for(out, 3) == ["<guest1> hello, world"]
+    assert lines_for(out, 1) == []
+
+
+def test_utf8_text_passes_and_control_characters_do_not(room: ChatRoom) -> None:
+    out = say(room, 1, "caf\u00e9 \x1b[2J\u2603\x07")
+    assert lines_for(out, 2) == ["<guest1> caf\u00e9 [2J\u2603"]
+
+
+def test_invalid_utf8_is_an_error_to_the_sender_only(room: ChatRoom) -> None:
+    out = say(room, 1, b"caf\xe9")
+    assert out == [Delivery(1, b"error: invalid UTF-8 (send text encoded as UTF-8)\n")]
+
+
+def test_a_blank_line_says_nothing(room: ChatRoom) -> None:
+    assert say(room, 1, "   ") == []
+
+
+def test_double_slash_says_a_line_that_starts_with_slash(room: ChatRoom) -> None:
+    assert lines_for(say(room, 1, "//shrug"), 2) == ["<guest1> /shrug"]
+
+
+def test_a_line_from_a_stranger_is_a_local_error(room: ChatRoom) -> None:
+    with pytest.raises(LocalProtocolError):
+        say(room, 42, "hi")
+
+
+# -- commands ------------------------------------------------------------------
+
+
+def test_nick_renames_and_tells_everyone(room: ChatRoom) -> None:
+    out = say(room, 1, "/nick alice")
+    assert lines_for(out, 1) == ["* you are now alice"]
+    assert lines_for(out, 2) == ["* guest1 is now alice"]
+    assert lines_for(say(room, 1, "hi"), 3) == ["<alice> hi"]
+
+
+@pytest.mark.parametrize(
+    "nick",
+    ["a b", "x" * 33, "al!ce", "\u00e5sa", "bob.smith", "caf\u0435"],  # last one: Cyrillic e
+)
+def test_invalid_nicks_are_refused(room: ChatRoom, nick: str) -> None:
+    out = say(room, 1, f"/nick {nick}")
+    assert len(out) == 1
+    assert out[0].conn == 1
+    assert out[0].data.startswith(b"error: invalid nick ")
+    assert room.nick(1) == "guest1"
+
+
+def test_nick_without_a_name_shows_usage(room: ChatRoom) -> None:
+    assert lines_for(say(room, 1, "/nick"), 1) == ["error: usage: /nick NAME"]
+
+
+@pytest.mark.parametrize("nick", ["a", "x" * 32, "A_b-9", "___"])
+def test_valid_nicks(nick: str) -> None:
+    assert valid_nick(nick)
+
+
+def test_nicks_are_unique_ignoring_case(room: ChatRoom) -> None:
+    say(room, 1, "/nick Bob")
+    out = say(room, 2, "/nick bob")
+    assert lines_for(out, 2) == ["error: nick bob is taken"]
+    assert lines_for(out, 1) == []
+    assert room.nick(2) == "guest2"
+
+
+def test_changing_the_case_of_your_own_nick_is_allowed(room: ChatRoom) -> None:
+    say(room, 1, "/nick bob")
+    assert lines_for(say(room, 1, "/nick BOB"), 1) == ["* you are now BOB"]
+
+
+def test_who_lists_every_nick_sorted(room: ChatRoom) -> None:
+    say(room, 2, "/nick Zoe")
+    say(room, 3, "/nick adam")
+    out = say(room, 1, "/WHO")
+    assert out == [Delivery(1, b"* here (3): adam, guest1, Zoe\n")]
+
+
+def test_msg_goes_to_one_member_and_is_echoed(room: ChatRoom) -> None:
+    say(room, 2, "/nick bob")
+    out = say(room, 1, "/msg BOB  meet me at noon")
+    assert lines_for(out, 2) == ["*guest1* meet me at noon"]
+    assert lines_for(out, 1) == ["-> *bob* meet me at noon"]
+    assert lines_for(out, 3) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ("/msg carol hi", "error: no such nick: carol"),
+        ("/msg guest2", "error: usage: /msg NICK TEXT"),
+        ("/msg", "error: usage: /msg NICK TEXT"),
+    ],
+)
+def test_msg_errors(room: ChatRoom, line: str, error: str) -> None:
+    out = say(room, 1, line)
+    assert out == [Delivery(1, (error + "\n").encode())]
+
+
+def test_quit_says_bye_closes_and_tells_the_others(room: ChatRoom) -> None:
+    say(room, 1, "/nick alice")
+    out = say(room, 1, "/quit")
+    assert out[0] == Delivery(1, b"* bye, alice\n", close=True)
+    assert lines_for(out, 2) == lines_for(out, 3) == ["* alice left (quit)"]
+    assert 1 not in room
+
+
+def test_unknown_command_is_an_error_with_help(room: ChatRoom) -> None:
+    out = say(room, 1, "/dance wildly")
+    assert out == [
+        Delivery(1, b"error: unknown command /dance (commands: /nick NAME, /who, /msg NICK TEXT, /quit, /help)\n")
+    ]
+
+
+def test_help_lists_the_commands(room: ChatRoom) -> None:
+    assert lines_for(say(room, 1, "/help"), 1) == [
+        "* commands: /nick NAME, /who, /msg NICK TEXT, /quit, /help; anything else is said to the room"
+    ]
+
+
+def test_full_message() -> None:
+    assert full_message(1000) == b"error: server full (1000 clients), try again later\n"
+
+
+# -- framing -------------------------------------------------------------------
+
+
+def joined(room: ChatRoom, conn: int, *, max_line: int = 4096) -> ChatConnection:
+    connection = ChatConnection(room, conn, max_line=max_line)
+    connection.start()
+    return connection
+
+
+def test_lines_split_across_chunks_are_put_together() -> None:
+    room = ChatRoom()
+    alice, _bob = joined(room, 1), joined(room, 2)
+    assert alice.receive_data(b"hel") == []
+    out = alice.receive_data(b"lo\r\nagain\n")
+    assert lines_for(out, 2) == ["<guest1> hello", "<guest1> again"]
+
+
+def test_an_over_long_line_costs_its_sender_one_error_line() -> None:
+    room = ChatRoom()
+    alice, _bob = joined(room, 1), joined(room, 2)
+    out = alice.receive_data(b"x" * 5000 + b"\nok\n")
+    assert lines_for(out, 1) == ["error: line longer than 4096 bytes"]
+    assert lines_for(out, 2) == ["<guest1> ok"]
+
+
+def test_an_over_long_line_in_pieces_is_one_error() -> None:
+    room = ChatRoom()
+    alice, _bob = joined(room, 1), joined(room, 2)
+    out: list[Delivery] = []
+    for _ in range(5):
+        out += alice.receive_data(b"y" * 2000)
+    out += alice.receive_data(b"\nafter\n")
+    assert lines_for(out, 1) == ["error: line longer than 4096 bytes"]
+    assert lines_for(out, 2) == ["<guest1> after"]
+
+
+def test_eof_leaves_the_room_and_closes() -> None:
+    room = ChatRoom()
+    alice, _bob = joined(room, 1), joined(room, 2)
+    out = alice.receive_data(b"last words")  # no newline yet
+    out += alice.receive_data(b"")
+    assert lines_for(out, 2) == ["<guest1> last words", "* guest1 left (disconnected)"]
+    assert out[-1] == Delivery(1, b"", close=True)
+    assert alice.finished
+    assert alice.receive_data(b"more\n") == []
+
+
+def test_quit_ends_the_connection_and_ignores_what_follows() -> None:
+    room = ChatRoom()
+    alice, _bob = joined(room, 1), joined(room, 2)
+    out = alice.receive_data(b"/quit\nnot said\n")
+    assert lines_for(out, 2) == ["* guest1 left (quit)"]
+    assert alice.finished
+
+
+def test_lines_are_handled_in_budgeted_turns() -> None:
+    room = ChatRoom()
+    alice, _bob = joined(room, 1), joined(room, 2)
+    alice.feed(b"".join(b"line %d\n" % i for i in range(10)))
+    first = alice.deliveries(max_lines=4)
+    assert lines_for(first, 2) == [f"<guest1> line {i}" for i in range(4)]
+    assert alice.backlog
+    rest = alice.deliveries(max_lines=100)
+    assert len(lines_for(rest, 2)) == 6
+    assert not alice.backlog
+
+
+def test_a_dropped_member_backlog_is_ignored() -> None:
+    room = ChatRoom()
+    alice, _bob = joined(room, 1), joined(room, 2)
+    alice.feed(b"a\nb\n")
+    room.drop(1, "too slow")
+    assert alice.deliveries() == []
+    assert alice.finished
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_line_gets_well_formed_deliveries(line: bytes) -> None:
+    room = ChatRoom()
+    for conn in (1, 2):
+        room.join(conn)
+    for delivery in room.receive_line(1, line):
+        assert delivery.data.endswith(b"\n")
+        assert delivery.data.count(b"\n") == 1  # one line per delivery: nobody can inject a second
+        assert delivery.conn in (1, 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=200), max_size=8), st.booleans())
+def test_any_byte_stream_never_breaks_the_room(chunks: list[bytes], eof: bool) -> None:
+    room = ChatRoom()
+    alice = joined(room, 1, max_line=64)
+    bob = joined(room, 2, max_line=64)
+    for chunk in [*chunks, *([b""] if eof else [])]:
+        for delivery in alice.receive_data(chunk):
+            assert delivery.data.endswith(b"\n") or (delivery.data == b"" and delivery.close)
+    assert (2 in room) and not bob.finished  # whatever alice sent, bob is still there
+    assert lines_for(room.receive_line(2, b"still here"), 1) in ([], ["<guest2> still here"])
