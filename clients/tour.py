@@ -20,13 +20,19 @@ DEFAULT_SERVICES = ("daytime", "echo", "creosote", "chat", "doctor", "threaded")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clients.tour", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m clients.tour", description="Visit every server of the lab by its hostname."
+    )
     parser.add_argument(
-        "services", nargs="*", default=list(DEFAULT_SERVICES), choices=sorted(PROBES), metavar="SERVICE",
-        help=f"which servers to visit (default: {' '.join(DEFAULT_SERVICES)})",
+        "services", nargs="*", metavar="SERVICE",
+        help=f"which servers to visit, of {', '.join(sorted(PROBES))} (default: {' '.join(DEFAULT_SERVICES)})",
     )
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds per server (default: %(default)s)")
     args = parser.parse_args(argv)
+    args.services = args.services or list(DEFAULT_SERVICES)
+    unknown = sorted(set(args.services) - set(PROBES))
+    if unknown:  # checked here: argparse's choices reject an empty nargs="*" list on some 3.11 releases
+        parser.error(f"unknown service {', '.join(unknown)} (choose from {', '.join(sorted(PROBES))})")
     print(f"tour from {socket.gethostname()}:")
     failed = 0
     for service in args.services:
