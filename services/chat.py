@@ -342,9 +342,12 @@ class ChatServer:
     def _room_event(self, event: str, /, **fields: object) -> None:
         conn = fields.get("conn")
         member = self._members.get(conn) if isinstance(conn, int) else None
-        if member is not None:
-            fields["peer"] = member.peer
-        self.log(event, **fields)
+        if member is None:
+            self.log(event, **fields)
+        elif event in {"join", "leave"}:
+            self.log.connection(event, member.peer, **fields)  # muted for loopback peers: health checks
+        else:
+            self.log(event, peer=member.peer, **fields)
 
 
 def build_parser() -> argparse.ArgumentParser:

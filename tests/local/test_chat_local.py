@@ -124,7 +124,7 @@ def start_chat() -> Iterator[Callable[..., Running]]:
             max_clients=max_clients,
             idle_timeout=idle_timeout,
             queue_limit=queue_limit,
-            log=EventLog("chat", stream=log),
+            log=EventLog("chat", stream=log, log_loopback=True),
         )
         run = Running(server, server.start(), log, [])
         running.append(run)
