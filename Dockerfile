@@ -6,7 +6,10 @@ FROM ${BASE_IMAGE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       iproute2 iptables iputils-ping netcat-openbsd tcpdump traceroute \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
+ # ping carries a file capability, which no-new-privileges refuses to exec; without it ping uses
+ # unprivileged ICMP sockets (net.ipv4.ping_group_range, open in containers). cp drops the xattr.
+ && cp /bin/ping /bin/ping.plain && mv /bin/ping.plain /bin/ping
 
 # Servers never run as root.
 RUN groupadd --gid 10001 node \
@@ -20,6 +23,8 @@ WORKDIR /opt/testbed
 COPY protocols/ /opt/testbed/protocols/
 COPY services/ /opt/testbed/services/
 COPY clients/ /opt/testbed/clients/
+# Only the lab's stdlib part: the delay line its impairment sidecars run (lab/cli.py needs PyYAML).
+COPY lab/__init__.py lab/delayline.py /opt/testbed/lab/
 # Byte-compile now: the containers run with a read-only root.
 RUN python3 -m compileall -q /opt/testbed
 

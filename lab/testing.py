@@ -321,14 +321,35 @@ class Lab:
             self.network.remove()
 
 
+def _unix_socket_problem(docker_host: str) -> str | None:
+    """Why the engine's unix socket cannot be reached, or ``None`` (also for tcp:// hosts)."""
+    if not docker_host.startswith("unix://"):
+        return None
+    path = docker_host.removeprefix("unix://")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2)
+        try:
+            probe.connect(path)
+        except OSError as exc:
+            return f"no Docker engine answers at {path} ({exc.strerror or exc})"
+    return None
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     """A Docker client for a running engine (skip locally, fail under CI, when there is none)."""
+    problem = _unix_socket_problem(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
+    if problem:  # checked first: a client built on a dead socket leaks it, which -W error turns into a failure
+        require_docker_or_skip(problem)
+    client: docker.DockerClient | None = None
     try:
         client = docker.from_env()
         client.ping()
     except Exception as exc:  # the SDK raises several unrelated types for "no engine"
+        if client is not None:
+            client.close()
         require_docker_or_skip(f"no Docker engine answers ({type(exc).__name__})")
+    assert client is not None
     sweep(client)
     try:
         yield client

@@ -134,6 +134,9 @@ def handle_connection(
         reason, linger = "send-timeout", False
     except OSError as exc:
         reason, linger = exc.strerror or type(exc).__name__, False
+    except BaseException:  # Stopped (SIGTERM) in the iterative model: close now, don't linger
+        reason, linger = "server stopping", False
+        raise
     finally:
         if linger:
             close_gracefully(conn)

@@ -1,0 +1,310 @@
+"""Model → Compose file: ``python -m lab.compose topology/default.yaml -o compose.yaml``.
+
+The checked-in compose.yaml is this module's output for topology/default.yaml;
+a unit test fails when the two drift apart. Every container, network and volume
+gets the label ``testbed.lab=<lab>``, so ``lab wipe`` finds them with no file.
+
+Hardening is the same for every host: the image's non-root ``node`` user, no
+capabilities, no privilege escalation, a read-only root with a small /tmp,
+memory and process limits, ports only on 127.0.0.1. Only two kinds of
+container get ``NET_ADMIN``, both running as root because Linux gives file-less
+capabilities to root alone: routers (which also forward, ``ip_forward=1``) and
+the one-shot ``<node>-routes`` helpers, which join a host's network namespace
+(``network_mode: service:<node>``), install its routes and exit, so the server
+itself never holds the capability.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab import model
+from lab.catalogue import ROUTER, SERVICES, Service
+from lab.loader import TopologyError, load
+
+IMAGE = "${TESTBED_NODE_IMAGE:-testbed/node:latest}"
+# One check a second: "up --wait" waits for the first one, and Docker 20.10 (API 1.41) has no
+# start_interval to check sooner while starting. The netcat probe keeps that cheap.
+HEALTH = {"interval": "1s", "timeout": "3s", "retries": 3, "start_period": "10s"}
+ROUTES_SUFFIX = "-routes"
+
+
+class Flow(list[Any]):
+    """A list written in flow style, ``[a, b]``: short commands and options read better on one line."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block mappings, indented block sequences (``  - item``), ``Flow`` lists on one line."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _represent_flow(dumper: yaml.SafeDumper, data: Flow) -> yaml.Node:
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+
+
+_Dumper.add_representer(Flow, _represent_flow)
+
+
+def routes_service(node: model.Node) -> str:
+    """The Compose service that installs ``node``'s routes."""
+    return f"{node.name}{ROUTES_SUFFIX}"
+
+
+# --------------------------------------------------------------------------- services
+
+
+def node_volumes(node: model.Node) -> list[tuple[str, str]]:
+    """(volume, mount) pairs: the service's data volumes, unless a command override never writes there.
+
+    A creosote redirector (``--redirect``) records nothing, so it gets no log volume.
+    """
+    command = node.command
+    return [
+        (f"{node.name}-{v.suffix}", v.mount)
+        for v in SERVICES[node.service].volumes
+        if command is None or any(v.mount in word for word in command)
+    ]
+
+
+def _labels(topology: model.Topology, **extra: str) -> dict[str, str]:
+    return {model.LAB_LABEL: topology.name, **extra}
+
+
+def _hardening() -> dict[str, Any]:
+    """What every long-running container shares: an init for signals, restarts, a read-only root, no privileges."""
+    return {
+        "init": True,
+        "restart": "unless-stopped",
+        "read_only": True,
+        "tmpfs": ["/tmp:size=16m"],
+        "cap_drop": Flow(["ALL"]),
+        "security_opt": ["no-new-privileges:true"],
+    }
+
+
+def _networks(node: model.Node) -> Any:
+    """``[lab]`` when Docker picks addresses; a mapping with ``ipv4_address`` when the model fixed them."""
+    if all(a.address is None for a in node.attachments):
+        return Flow(node.networks)
+    return {a.network: {"ipv4_address": str(a.address)} if a.address else None for a in node.attachments}
+
+
+def _addressing(topology: model.Topology, node: model.Node) -> dict[str, Any]:
+    section: dict[str, Any] = {"networks": _networks(node)}
+    hosts = topology.remote_hosts(node)
+    if hosts:
+        # Docker's DNS only answers for containers on a shared network: names behind a router go in /etc/hosts.
+        section["extra_hosts"] = [f"{name}:{address}" for name, address in hosts]
+    return section
+
+
+def _host_service(topology: model.Topology, node: model.Node) -> dict[str, Any]:
+    spec: Service = SERVICES[node.service]
+    service: dict[str, Any] = {"image": IMAGE, "pull_policy": "never", "hostname": node.name}
+    if node.profiles:
+        service["profiles"] = Flow(node.profiles)
+    service["command"] = Flow(node.command or spec.command)
+    service.update(_hardening())
+    service["restart"] = spec.restart
+    service.update({"mem_limit": spec.mem_limit, "pids_limit": spec.pids_limit, "stop_grace_period": "2s"})
+    if spec.interactive:
+        service.update({"stdin_open": True, "tty": False})
+    service.update(_addressing(topology, node))
+    if node.publish:
+        service["ports"] = [port.compose() for port in node.publish]
+    volumes = node_volumes(node)
+    if volumes:
+        service["volumes"] = [f"{name}:{mount}" for name, mount in volumes]
+    test = spec.health_test()
+    if test is not None:
+        service["healthcheck"] = {"test": Flow(test), **HEALTH}
+    service["labels"] = _labels(topology)
+    return service
+
+
+def _shell(routes: Sequence[model.Route], then: Sequence[str] = ()) -> Flow:
+    """One ``sh -ec`` line: every route, then (for a router) the placeholder process."""
+    steps = [" ".join(route.argv()) for route in routes]
+    if then:
+        steps.append("exec " + " ".join(then))
+    return Flow(["sh", "-ec", "; ".join(steps)])
+
+
+def _router_service(topology: model.Topology, router: model.Node) -> dict[str, Any]:
+    routes = topology.routes(router)
+    service: dict[str, Any] = {"image": IMAGE, "pull_policy": "never", "hostname": router.name}
+    service["command"] = _shell(routes, ROUTER.command) if routes else Flow(ROUTER.command)
+    service.update(_hardening())
+    service.update(
+        {
+            "user": "root",  # capabilities reach root only; cap_drop ALL keeps just the two below
+            "cap_add": Flow(["NET_ADMIN", "NET_RAW"]),
+            "sysctls": {"net.ipv4.ip_forward": 1},
+            "mem_limit": "32m",
+            "pids_limit": 32,
+            "stop_grace_period": "2s",
+        }
+    )
+    service.update(_addressing(topology, router))
+    service["labels"] = _labels(topology, **{model.ROLE_LABEL: "router"})
+    return service
+
+
+def _routes_helper(topology: model.Topology, node: model.Node, routes: Sequence[model.Route]) -> dict[str, Any]:
+    """A one-shot container in ``node``'s network namespace that installs its routes and exits."""
+    service: dict[str, Any] = {"image": IMAGE, "pull_policy": "never"}
+    if node.profiles:
+        service["profiles"] = Flow(node.profiles)
+    service.update(
+        {
+            "command": _shell(routes),
+            "network_mode": f"service:{node.name}",
+            "depends_on": {node.name: {"condition": "service_started"}},
+            "restart": "no",
+            "read_only": True,
+            "user": "root",
+            "cap_drop": Flow(["ALL"]),
+            "cap_add": Flow(["NET_ADMIN"]),
+            "security_opt": ["no-new-privileges:true"],
+            "mem_limit": "32m",
+            "pids_limit": 16,
+            "labels": _labels(topology, **{model.ROLE_LABEL: "routes", "testbed.node": node.name}),
+        }
+    )
+    return service
+
+
+def services(topology: model.Topology) -> dict[str, dict[str, Any]]:
+    """Every Compose service of the lab, in topology order: hosts, their route helpers, routers."""
+    result: dict[str, dict[str, Any]] = {}
+    for node in topology.nodes:
+        result[node.name] = _host_service(topology, node)
+    for node in topology.nodes:
+        routes = topology.routes(node)
+        if routes:
+            result[routes_service(node)] = _routes_helper(topology, node, routes)
+    for router in topology.routers:
+        result[router.name] = _router_service(topology, router)
+    return result
+
+
+def route_helpers(topology: model.Topology) -> tuple[str, ...]:
+    """The one-shot services of the lab (``up --wait`` would count their exit as a failure)."""
+    return tuple(routes_service(n) for n in topology.nodes if topology.routes(n))
+
+
+def render(topology: model.Topology) -> dict[str, Any]:
+    """The whole Compose document as plain data."""
+    networks: dict[str, Any] = {}
+    for network in topology.networks:
+        entry: dict[str, Any] = {}
+        if network.subnet is not None:
+            entry["ipam"] = {"config": [{"subnet": str(network.subnet)}]}
+        entry["labels"] = _labels(topology)
+        networks[network.name] = entry
+    volumes = {name: {"labels": _labels(topology)} for node in topology.nodes for name, _ in node_volumes(node)}
+    document: dict[str, Any] = {"name": topology.project, "services": services(topology), "networks": networks}
+    if volumes:
+        document["volumes"] = volumes
+    return document
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _dump(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000, allow_unicode=True)
+
+
+def _indent(text: str) -> str:
+    return "".join(f"  {line}" if line.strip() else line for line in text.splitlines(keepends=True))
+
+
+def header(topology: model.Topology, *, source_label: str, output_name: str = "compose.yaml") -> str:
+    """The comment block: generated from where, how to regenerate, how to use."""
+    command = f"{source_label} -o {output_name}"
+    lines = [
+        f"# GENERATED from {source_label}: edit the topology, not this file. To regenerate, in this folder:",
+        f"#   lab render {command}    (or: python -m lab.compose {command})",
+    ]
+    if topology.description:
+        lines += ["#", f"# {topology.name}: {topology.description}"]
+    helpers = route_helpers(topology)
+    if helpers:
+        lines += [
+            "# Bring it up with `lab up`: the *-routes helpers install routes and exit, which",
+            "# `docker compose up --wait` reports as a failure (plain `docker compose up -d` is fine).",
+        ]
+    else:
+        lines.append("# Bring it up with `lab up`, or `docker compose -f <this file> up -d --wait`.")
+    for profile in topology.profiles():
+        members = ", ".join(n.name for n in topology.members if profile in n.profiles)
+        lines.append(
+            f"# Profile {profile} ({members}): lab up --profile {profile}, or docker compose --profile {profile} up -d"
+        )
+    for node in topology.nodes:
+        if SERVICES[node.service].interactive:
+            lines.append(f"# Clients, by hostname: docker compose run --rm {node.name} [python3 -m clients.NAME ...]")
+    return "\n".join(lines) + "\n\n"
+
+
+def to_yaml(topology: model.Topology, *, source_label: str, output_name: str = "compose.yaml") -> str:
+    """The Compose file text: header, then sections with a blank line between services."""
+    document = render(topology)
+    parts = [
+        header(topology, source_label=source_label, output_name=output_name),
+        _dump({"name": document["name"]}),
+        "\nservices:\n",
+    ]
+    parts.append("\n".join(_indent(_dump({name: body})) for name, body in document["services"].items()))
+    for section in ("networks", "volumes"):
+        if section in document:
+            parts.append(f"\n{section}:\n")
+            parts.append(_indent(_dump(document[section])))
+    return "".join(parts)
+
+
+def source_label(source: Path, output: Path | None) -> str:
+    """The topology's path as seen from the output file's folder (or the working directory)."""
+    start = output.resolve().parent if output is not None else Path.cwd()
+    return Path(os.path.relpath(source.resolve(), start)).as_posix()
+
+
+def write(topology: model.Topology, output: Path) -> Path:
+    """Render ``topology`` into ``output`` (folders created), only rewriting it when the text changed."""
+    text = to_yaml(topology, source_label=source_label(topology.source, output), output_name=output.name)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if not output.exists() or output.read_text(encoding="utf-8") != text:
+        output.write_text(text, encoding="utf-8")
+    return output
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lab.compose TOPOLOGY [-o FILE]``."""
+    parser = argparse.ArgumentParser(prog="python -m lab.compose", description="Render a topology as a Compose file.")
+    parser.add_argument("topology", type=Path, help="topology YAML file, like topology/default.yaml")
+    parser.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    args = parser.parse_args(argv)
+    try:
+        topology = load(args.topology)
+    except TopologyError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.output is None:
+        sys.stdout.write(to_yaml(topology, source_label=source_label(args.topology, None)))
+    else:
+        write(topology, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

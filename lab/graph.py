@@ -1,0 +1,351 @@
+"""A picture of a lab: networks as bars, hosts as boxes hanging off them, routers as ovals between.
+
+Pure Python SVG, so no Graphviz is needed; Graphviz is used only for PNG (and
+its DOT source can be written for those who want to restyle it). The layout is
+a stack: networks are horizontal bars in router order (breadth-first from the
+first network), each host sits beside the bar it is on, and routers (and hosts
+on several networks) sit between the bars they join. Every line is vertical,
+so nothing crosses a box; a dot marks where a line really attaches to a bar.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from lab import model
+from protocols.errors import TestbedError
+
+FONT = "DejaVu Sans Mono, Menlo, Consolas, monospace"
+SIZE = 12  # font size of box text; a monospace glyph is about 0.6 em wide
+CHAR = SIZE * 0.6
+LINE = 16
+PAD = 10
+GAP_X = 28
+BAR_H = 26
+ROW_GAP = 44  # room for the lines (and their address labels) between a row and a bar
+MARGIN = 24
+TOP = 56
+TITLE_SIZE = SIZE + 5
+LEGEND = "box: host · oval: router · bar: network · green: port on 127.0.0.1 · red dashed: impaired · dashed: profile"
+
+COLOURS = {
+    "bar": "#dbe8f6",
+    "bar_edge": "#4a78a8",
+    "host": "#ffffff",
+    "host_edge": "#333333",
+    "router": "#ffe7c2",
+    "router_edge": "#b86b00",
+    "port": "#1b7f3b",
+    "impair": "#c0392b",
+    "muted": "#666666",
+}
+
+
+class GraphError(TestbedError):
+    """The picture cannot be written in the asked format."""
+
+
+@dataclass(frozen=True)
+class Box:
+    """A member placed on the canvas: its text lines and where it sits."""
+
+    member: model.Node
+    lines: tuple[tuple[str, str], ...]  # (css class, text)
+    x: float
+    y: float
+    width: float
+    height: float
+
+    @property
+    def cx(self) -> float:
+        return self.x + self.width / 2
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def network_order(topology: model.Topology) -> list[str]:
+    """Networks breadth-first through routers from the first one, so neighbours are drawn next to each other."""
+    order: list[str] = []
+    for start in (n.name for n in topology.networks):
+        if start in order:
+            continue
+        queue = deque([start])
+        order.append(start)
+        while queue:
+            here = queue.popleft()
+            for router in topology.routers:
+                if here in router.networks:
+                    for there in router.networks:
+                        if there not in order:
+                            order.append(there)
+                            queue.append(there)
+    return order
+
+
+def _text_lines(topology: model.Topology, member: model.Node) -> tuple[tuple[str, str], ...]:
+    lines = [("name", member.name)]
+    lines.append(("muted", "router (forwards)" if member.is_router else f"service: {member.service}"))
+    # One address goes in the box; several are written on the lines to their networks.
+    if len(member.attachments) == 1 and member.attachments[0].address is not None:
+        lines.append(("text", str(member.attachments[0].address)))
+    if member.command is not None:
+        command = " ".join(member.command)
+        lines.append(("muted", "$ " + (command if len(command) <= 44 else command[:43] + "…")))
+    for port in _port_summary(member):
+        lines.append(("port", port))
+    if member.impair is not None:
+        lines.append(("impair", member.impair.describe()))
+    if member.profiles:
+        lines.append(("muted", f"profile: {', '.join(member.profiles)}"))
+    return tuple(lines)
+
+
+def _port_summary(member: model.Node) -> list[str]:
+    """``127.0.0.1:10013 → 13/tcp+udp``: one line per host port."""
+    merged: dict[tuple[int, int], list[str]] = {}
+    for port in member.publish:
+        merged.setdefault((port.host, port.container), []).append(port.protocol)
+    return [f"127.0.0.1:{host} → {inside}/{'+'.join(protos)}" for (host, inside), protos in merged.items()]
+
+
+def _measure(lines: tuple[tuple[str, str], ...]) -> tuple[float, float]:
+    width = max(len(text) for _, text in lines) * CHAR + 2 * PAD
+    return max(width, 90.0), len(lines) * LINE + 2 * PAD - 4
+
+
+@dataclass
+class _Row:
+    members: list[model.Node]
+    y: float = 0
+    height: float = 0
+
+
+def _rows(topology: model.Topology, order: list[str]) -> list[tuple[str, _Row | int]]:
+    """The vertical stack: ("row", members) and ("bar", network index) in drawing order."""
+    index = {name: i for i, name in enumerate(order)}
+    single: dict[int, list[model.Node]] = {i: [] for i in range(len(order))}
+    between: dict[int, list[model.Node]] = {i: [] for i in range(len(order))}
+    for member in topology.members:
+        spots = sorted(index[n] for n in member.networks)
+        if len(spots) == 1 and not member.is_router:
+            single[spots[0]].append(member)
+        else:
+            between[spots[0]].append(member)
+    last = len(order) - 1
+    if last == 0:  # one network: hosts above and below the bar, so the picture stays readable
+        half = (len(single[0]) + 1) // 2
+        return [("row", _Row(single[0][:half])), ("bar", 0), ("row", _Row(single[0][half:] + between[0]))]
+    stack: list[tuple[str, _Row | int]] = [("row", _Row(single[0])), ("bar", 0)]
+    for i in range(1, last + 1):
+        upper = between[i - 1] + (single[i] if i < last else [])
+        stack += [("row", _Row(upper)), ("bar", i)]
+    stack.append(("row", _Row(single[last] + between[last])))
+    return stack
+
+
+def layout(topology: model.Topology) -> tuple[list[Box], dict[str, float], float, float]:
+    """Boxes, the y of each network bar, and the canvas size."""
+    order = network_order(topology)
+    stack = _rows(topology, order)
+    measured = {m.name: _measure(_text_lines(topology, m)) for m in topology.members}
+    widths = [
+        sum(measured[m.name][0] for m in row.members) + GAP_X * max(len(row.members) - 1, 0)
+        for _, row in stack
+        if isinstance(row, _Row)
+    ]
+    texts = [len(_title(topology)) * TITLE_SIZE * 0.6, len(LEGEND) * CHAR]
+    width = max([*widths, *texts, 560.0]) + 2 * MARGIN
+    boxes: list[Box] = []
+    bars: dict[str, float] = {}
+    y = float(TOP)
+    for _, item in stack:
+        if isinstance(item, int):
+            bars[order[item]] = y
+            y += BAR_H + ROW_GAP
+            continue
+        if not item.members:
+            continue
+        height = max(measured[m.name][1] for m in item.members)
+        row_width = sum(measured[m.name][0] for m in item.members) + GAP_X * (len(item.members) - 1)
+        x = (width - row_width) / 2
+        for member in item.members:
+            w, h = measured[member.name]
+            boxes.append(Box(member, _text_lines(topology, member), x, y + (height - h) / 2, w, h))
+            x += w + GAP_X
+        y += height + ROW_GAP
+    return boxes, bars, width, y - ROW_GAP + MARGIN + 30
+
+
+# --------------------------------------------------------------------------- SVG
+
+
+def _text(x: float, y: float, text: str, css: str, *, anchor: str = "start") -> str:
+    return f'<text x="{x:.1f}" y="{y:.1f}" class="{css}" text-anchor="{anchor}">{escape(text)}</text>'
+
+
+def _bar(topology: model.Topology, name: str, y: float, width: float) -> list[str]:
+    network = topology.network(name)
+    label = f"network {name}" + (f"  {network.subnet}" if network.subnet else "  (subnet chosen by Docker)")
+    return [
+        f'<rect x="{MARGIN}" y="{y:.1f}" width="{width - 2 * MARGIN:.1f}" height="{BAR_H}" rx="6" class="bar"/>',
+        _text(MARGIN + 10, y + BAR_H / 2 + 4, label, "barlabel"),
+    ]
+
+
+def _box(box: Box) -> list[str]:
+    css = "router" if box.member.is_router else "host"
+    dashed = ' stroke-dasharray="5 3"' if box.member.profiles else ""
+    if box.member.is_router:
+        shape = (
+            f'<ellipse cx="{box.cx:.1f}" cy="{box.y + box.height / 2:.1f}" rx="{box.width / 2 + 14:.1f}" '
+            f'ry="{box.height / 2 + 6:.1f}" class="{css}"{dashed}/>'
+        )
+    else:
+        shape = (
+            f'<rect x="{box.x:.1f}" y="{box.y:.1f}" width="{box.width:.1f}" height="{box.height:.1f}" '
+            f'rx="4" class="{css}"{dashed}/>'
+        )
+    parts = [f"<g id={quoteattr('node-' + box.member.name)}>", shape]
+    for i, (kind, text) in enumerate(box.lines):
+        parts.append(_text(box.cx, box.y + PAD + 10 + i * LINE, text, kind, anchor="middle"))
+    parts.append("</g>")
+    return parts
+
+
+def _links(box: Box, bars: dict[str, float]) -> list[str]:
+    """A vertical line from the box to each bar it is on; an address label and a dot where it attaches."""
+    parts = []
+    for i, attachment in enumerate(box.member.attachments):
+        bar_y = bars[attachment.network]
+        above = bar_y > box.y
+        start = (
+            box.y + box.height + (6 if box.member.is_router else 0)
+            if above
+            else box.y - (6 if box.member.is_router else 0)
+        )
+        end = bar_y if above else bar_y + BAR_H
+        x = box.cx + (i - (len(box.member.attachments) - 1) / 2) * 10
+        impaired = attachment.impair is not None
+        css = "link impaired" if impaired else "link"
+        parts.append(f'<line x1="{x:.1f}" y1="{start:.1f}" x2="{x:.1f}" y2="{end:.1f}" class="{css}"/>')
+        parts.append(f'<circle cx="{x:.1f}" cy="{end:.1f}" r="3.5" class="dot"/>')
+        label_y = (start + end) / 2 + 4
+        if attachment.address is not None and len(box.member.attachments) > 1:
+            parts.append(_text(x + 5, label_y, str(attachment.address), "addr"))
+        if attachment.impair is not None:
+            parts.append(_text(x - 5, label_y, attachment.impair.describe(), "impair", anchor="end"))
+    return parts
+
+
+STYLE = f"""
+text {{ font-family: {FONT}; font-size: {SIZE}px; fill: #222; }}
+.name {{ font-weight: bold; font-size: {SIZE + 1}px; }}
+.muted {{ fill: {COLOURS["muted"]}; }}
+.port {{ fill: {COLOURS["port"]}; }}
+.impair {{ fill: {COLOURS["impair"]}; }}
+.addr {{ fill: {COLOURS["muted"]}; font-size: {SIZE - 1}px; }}
+.title {{ font-size: {TITLE_SIZE}px; font-weight: bold; }}
+.barlabel {{ font-weight: bold; fill: {COLOURS["bar_edge"]}; }}
+.bar {{ fill: {COLOURS["bar"]}; stroke: {COLOURS["bar_edge"]}; stroke-width: 1.5; }}
+.host {{ fill: {COLOURS["host"]}; stroke: {COLOURS["host_edge"]}; stroke-width: 1.2; }}
+.router {{ fill: {COLOURS["router"]}; stroke: {COLOURS["router_edge"]}; stroke-width: 2; }}
+.link {{ stroke: #555; stroke-width: 1.5; }}
+.impaired {{ stroke: {COLOURS["impair"]}; stroke-width: 2.5; stroke-dasharray: 6 3; }}
+.dot {{ fill: {COLOURS["bar_edge"]}; }}
+"""
+
+
+def _title(topology: model.Topology) -> str:
+    return f"lab {topology.name}" + (f" — {topology.description}" if topology.description else "")
+
+
+def svg(topology: model.Topology) -> str:
+    """The lab as a standalone SVG document."""
+    boxes, bars, width, height = layout(topology)
+    title = _title(topology)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}">',
+        f"<title>{escape(title)}</title>",
+        f"<style>{STYLE}</style>",
+        f'<rect width="{width:.0f}" height="{height:.0f}" fill="#ffffff"/>',
+        _text(MARGIN, 32, title, "title"),
+    ]
+    for box in boxes:
+        parts += _links(box, bars)
+    for name, y in bars.items():
+        parts += _bar(topology, name, y, width)
+    for box in boxes:
+        parts += _box(box)
+    parts.append(_text(MARGIN, height - 12, LEGEND, "muted"))
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------- DOT and PNG
+
+
+def _dot_id(kind: str, name: str) -> str:
+    return '"' + f"{kind}:{name}".replace('"', '\\"') + '"'
+
+
+def dot(topology: model.Topology) -> str:
+    """The same picture as Graphviz DOT: networks as wide boxes, routers as ovals, addresses on the edges."""
+    lines = [
+        f"graph {_dot_id('lab', topology.name)} {{",
+        '  graph [rankdir=TB, fontname="monospace"];',
+        '  node [fontname="monospace", fontsize=11]; edge [fontname="monospace", fontsize=9];',
+    ]
+    for network in topology.networks:
+        label = f"{network.name}\\n{network.subnet or 'subnet chosen by Docker'}"
+        lines.append(
+            f'  {_dot_id("net", network.name)} [shape=box, style="rounded,filled", fillcolor="#dbe8f6", '
+            f'label="{label}"];'
+        )
+    for member in topology.members:
+        text = "\\n".join(t for _, t in _text_lines(topology, member))
+        shape = 'shape=ellipse, style=filled, fillcolor="#ffe7c2"' if member.is_router else "shape=box"
+        lines.append(f'  {_dot_id("node", member.name)} [{shape}, label="{text}"];')
+        for attachment in member.attachments:
+            label = str(attachment.address or "")
+            if attachment.impair is not None:
+                label += f"\\n{attachment.impair.describe()}"
+            style = ', color="#c0392b", style=dashed' if attachment.impair else ""
+            lines.append(
+                f'  {_dot_id("node", member.name)} -- {_dot_id("net", attachment.network)} [label="{label}"{style}];'
+            )
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def write(topology: model.Topology, output: Path) -> Path:
+    """Write the picture in the format the suffix names: .svg, .dot or .png (PNG needs Graphviz)."""
+    suffix = output.suffix.lower()
+    if suffix == ".svg":
+        output.write_text(svg(topology), encoding="utf-8")
+    elif suffix in {".dot", ".gv"}:
+        output.write_text(dot(topology), encoding="utf-8")
+    elif suffix == ".png":
+        _png(topology, output)
+    else:
+        raise GraphError(f"cannot draw {output.name}: unknown format {suffix or '(none)'} (write .svg, .dot or .png)")
+    return output
+
+
+def _png(topology: model.Topology, output: Path) -> None:
+    binary = shutil.which("dot")
+    if binary is None:
+        raise GraphError(
+            f"PNG needs Graphviz's dot, which is not installed (write {output.with_suffix('.svg').name} instead)"
+        )
+    result = subprocess.run(
+        [binary, "-Tpng", "-o", str(output)], input=dot(topology), text=True, capture_output=True, check=False
+    )
+    if result.returncode != 0:
+        raise GraphError(f"dot failed: {result.stderr.strip()[:200]} (write .svg instead)")

@@ -1,0 +1,244 @@
+"""The validated lab: frozen dataclasses that know nothing of YAML or Docker.
+
+``lab.loader`` builds a ``Topology`` from a file and checks it whole; the
+renderers (``lab.compose``, ``lab.graph``) and the backend only read it. What
+the model can answer on its own (which router leads to which subnet, which name
+resolves to which address across routers) lives here, so both the Compose file
+and the picture agree on it.
+
+``NodeRef`` and ``NetworkRef`` name running things for the runtime helpers
+(``lab.impair``, ``lab.capture``); they are the only types here that mention a
+container.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+DEFAULT_LAB = "default"
+PROJECT_PREFIX = "testbed"
+LAB_LABEL = "testbed.lab"
+ROLE_LABEL = "testbed.role"
+
+
+def project_name(lab: str) -> str:
+    """The Compose project of a lab: ``testbed`` for the default lab, so the repo's compose.yaml is the same lab."""
+    return PROJECT_PREFIX if lab == DEFAULT_LAB else f"{PROJECT_PREFIX}-{lab}"
+
+
+def lab_name(project: str) -> str:
+    """The inverse of ``project_name``."""
+    if project == PROJECT_PREFIX:
+        return DEFAULT_LAB
+    return project.removeprefix(f"{PROJECT_PREFIX}-")
+
+
+@dataclass(frozen=True)
+class Impairment:
+    """Link conditions asked for in a topology (netem's vocabulary; ``None`` rate means unlimited)."""
+
+    delay_ms: float = 0
+    jitter_ms: float = 0
+    loss_pct: float = 0
+    rate_kbit: float | None = None
+
+    def describe(self) -> str:
+        """``delay 80ms±10ms loss 5% rate 1000kbit``, for progress lines and pictures."""
+        parts = []
+        if self.delay_ms:
+            parts.append(f"delay {self.delay_ms:g}ms" + (f"±{self.jitter_ms:g}ms" if self.jitter_ms else ""))
+        if self.loss_pct:
+            parts.append(f"loss {self.loss_pct:g}%")
+        if self.rate_kbit is not None:
+            parts.append(f"rate {self.rate_kbit:g}kbit")
+        return " ".join(parts) or "none"
+
+
+@dataclass(frozen=True)
+class Network:
+    """A Docker network; without a subnet Docker picks one and addresses are dynamic."""
+
+    name: str
+    subnet: IPv4Network | None = None
+
+    @property
+    def gateway(self) -> IPv4Address | None:
+        """Docker's bridge takes the first host address as the gateway, so no node may claim it."""
+        return None if self.subnet is None else self.subnet.network_address + 1
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A node's interface on one network: its address (static or assigned by the loader) and link impairment."""
+
+    network: str
+    address: IPv4Address | None = None
+    impair: Impairment | None = None
+
+
+@dataclass(frozen=True)
+class Port:
+    """One published port: always on 127.0.0.1, so the lab is never reachable from other machines."""
+
+    host: int
+    container: int
+    protocol: str  # "tcp" or "udp"
+
+    def compose(self) -> str:
+        return f"127.0.0.1:{self.host}:{self.container}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class Node:
+    """A host of the lab: one container of the node image running one catalogue service."""
+
+    name: str  # also its hostname and its Compose service name
+    service: str
+    attachments: tuple[Attachment, ...]
+    publish: tuple[Port, ...] = ()
+    command: tuple[str, ...] | None = None  # None: the catalogue's command
+    extra: tuple[tuple[str, ...], ...] = ()  # run inside the node by `lab up` once it is healthy
+    impair: Impairment | None = None  # every interface of the node
+    profiles: tuple[str, ...] = ()
+    is_router: bool = False
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        return tuple(a.network for a in self.attachments)
+
+    def attachment(self, network: str) -> Attachment | None:
+        return next((a for a in self.attachments if a.network == network), None)
+
+
+@dataclass(frozen=True)
+class Route:
+    """``ip route replace <destination> via <gateway>``, installed in one node's namespace."""
+
+    destination: IPv4Network
+    gateway: IPv4Address
+
+    def argv(self) -> tuple[str, ...]:
+        return ("ip", "route", "replace", str(self.destination), "via", str(self.gateway))
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A whole lab, validated: every name unique, every address inside its subnet, every node reachable."""
+
+    name: str
+    source: Path
+    networks: tuple[Network, ...]
+    nodes: tuple[Node, ...]  # hosts only
+    routers: tuple[Node, ...] = ()
+    description: str = ""
+
+    @property
+    def project(self) -> str:
+        return project_name(self.name)
+
+    @property
+    def members(self) -> tuple[Node, ...]:
+        """Hosts then routers: every container the lab declares."""
+        return (*self.nodes, *self.routers)
+
+    def member(self, name: str) -> Node | None:
+        return next((n for n in self.members if n.name == name), None)
+
+    def network(self, name: str) -> Network:
+        return next(n for n in self.networks if n.name == name)
+
+    def profiles(self) -> tuple[str, ...]:
+        return tuple(sorted({p for n in self.members for p in n.profiles}))
+
+    def hops(self, node: Node) -> dict[str, tuple[int, Node | None]]:
+        """Every network ``node`` can reach: (routers crossed, first router on the way; None when attached).
+
+        A breadth-first search over networks, with routers as edges; ties go to
+        the router declared first, so routes are the same on every render.
+        """
+        seen: dict[str, tuple[int, Node | None]] = {name: (0, None) for name in node.networks}
+        queue = deque(node.networks)
+        while queue:
+            here = queue.popleft()
+            distance, first = seen[here]
+            for router in self.routers:
+                if here not in router.networks:
+                    continue
+                via = first if first is not None else (router if router is not node else None)
+                for there in router.networks:
+                    if there not in seen:
+                        seen[there] = (distance + 1, via)
+                        queue.append(there)
+        return seen
+
+    def routes(self, node: Node) -> tuple[Route, ...]:
+        """The routes ``node`` needs to reach every subnet behind a router (static next hops)."""
+        routes = []
+        for network_name, (distance, first) in self.hops(node).items():
+            subnet = self.network(network_name).subnet
+            if distance == 0 or first is None or subnet is None:
+                continue
+            gateway = self._next_hop(node, first)
+            if gateway is not None:
+                routes.append(Route(subnet, gateway))
+        return tuple(routes)
+
+    def _next_hop(self, node: Node, router: Node) -> IPv4Address | None:
+        """The router's address on a network it shares with ``node``."""
+        for attachment in router.attachments:
+            if attachment.network in node.networks and attachment.address is not None:
+                return attachment.address
+        return None
+
+    def remote_hosts(self, node: Node) -> tuple[tuple[str, IPv4Address], ...]:
+        """Names ``node`` must resolve through /etc/hosts: members it shares no network with.
+
+        Docker's embedded DNS only answers for containers on a network the asker
+        is on, so a name behind a router needs a static entry; we pick the
+        member's address on the network nearest to ``node``.
+        """
+        hops = self.hops(node)
+        entries = []
+        for other in self.members:
+            if other is node or set(other.networks) & set(node.networks):
+                continue
+            reachable = [a for a in other.attachments if a.network in hops and a.address is not None]
+            if reachable:
+                nearest = min(reachable, key=lambda a: hops[a.network][0])
+                assert nearest.address is not None
+                entries.append((other.name, nearest.address))
+        return tuple(sorted(entries))
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """A running node, for the runtime helpers: which project, which node, which container.
+
+    ``interface`` narrows an operation to one interface (a per-link
+    impairment); ``None`` means every interface of the node.
+    """
+
+    project: str
+    node: str
+    container: str
+    interface: str | None = None
+
+    @property
+    def lab(self) -> str:
+        return lab_name(self.project)
+
+
+@dataclass(frozen=True)
+class NetworkRef:
+    """A running lab network: the topology's name for it and Docker's (``<project>_<network>``)."""
+
+    project: str
+    network: str
+    docker_name: str
+
+    @property
+    def lab(self) -> str:
+        return lab_name(self.project)

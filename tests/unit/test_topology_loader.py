@@ -1,0 +1,301 @@
+"""The topology loader: valid files become models; every mistake is one line naming file, line, field and fix."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lab import loader
+from lab.catalogue import SERVICES
+from lab.loader import TopologyError, load, load_text
+from lab.model import Impairment, Route
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPOLOGIES = sorted((ROOT / "topology").glob("*.yaml"))
+
+TWO_LANS = """\
+name: t
+networks:
+  - name: a
+    subnet: 10.1.1.0/24
+  - name: b
+    subnet: 10.1.2.0/24
+routers:
+  - name: gw
+    networks: {a: 10.1.1.254, b: 10.1.2.254}
+nodes:
+  - name: client
+    service: client
+    networks: [a]
+  - name: daytime
+    service: daytime
+    networks: [b]
+"""
+
+
+def problems(text: str) -> list[str]:
+    """Every problem line the loader reports for ``text`` (read as ``bad.yaml``)."""
+    with pytest.raises(TopologyError) as caught:
+        load_text(textwrap.dedent(text), source="bad.yaml")
+    return [str(p) for p in caught.value.problems]
+
+
+def one_problem(text: str) -> str:
+    found = problems(text)
+    assert len(found) == 1, found
+    return found[0]
+
+
+# --------------------------------------------------------------------------- valid files
+
+
+@pytest.mark.parametrize("path", TOPOLOGIES, ids=lambda p: p.stem)
+def test_every_shipped_topology_loads(path: Path) -> None:
+    topology = load(path)
+    assert topology.name == path.stem
+    assert topology.nodes
+
+
+def test_default_is_one_network_with_every_service() -> None:
+    topology = load(ROOT / "topology" / "default.yaml")
+    assert topology.project == "testbed"
+    assert [n.name for n in topology.networks] == ["lab"]
+    assert {n.service for n in topology.nodes} == set(SERVICES)
+    daytime = topology.member("daytime")
+    assert daytime is not None
+    assert [(p.host, p.container, p.protocol) for p in daytime.publish] == [(10013, 13, "tcp"), (10013, 13, "udp")]
+
+
+def test_two_lans_routes_and_names_cross_the_router() -> None:
+    topology = load_text(TWO_LANS, source="t.yaml")
+    client, daytime = topology.member("client"), topology.member("daytime")
+    assert client is not None and daytime is not None
+    assert topology.project == "testbed-t"
+    assert topology.routes(client) == (Route(IPv4Network("10.1.2.0/24"), IPv4Address("10.1.1.254")),)
+    assert topology.routes(daytime) == (Route(IPv4Network("10.1.1.0/24"), IPv4Address("10.1.2.254")),)
+    # Addresses the file left out are assigned: hosts from the tenth address up.
+    assert topology.remote_hosts(client) == (("daytime", IPv4Address("10.1.2.10")),)
+
+
+def test_routes_reach_across_two_routers() -> None:
+    topology = load(ROOT / "topology" / "wan.yaml")
+    client, gw_b = topology.member("client"), topology.member("gw-b")
+    assert client is not None and gw_b is not None
+    gateways = {str(r.destination): str(r.gateway) for r in topology.routes(client)}
+    assert gateways == {"10.72.0.0/29": "10.72.1.254", "10.72.2.0/24": "10.72.1.254"}
+    assert {str(r.destination): str(r.gateway) for r in topology.routes(gw_b)} == {"10.72.1.0/24": "10.72.0.2"}
+
+
+def test_impairments_per_node_and_per_link() -> None:
+    topology = load_text(
+        TWO_LANS.replace(
+            "networks: {a: 10.1.1.254, b: 10.1.2.254}",
+            "networks: {a: 10.1.1.254, b: {address: 10.1.2.254, impair: {delay: 40ms, loss: 2%}}}\n"
+            "    impair: {delay: 1s, jitter: 250us, rate: 512kbit}",
+        ),
+        source="t.yaml",
+    )
+    router = topology.member("gw")
+    assert router is not None
+    assert router.impair == Impairment(delay_ms=1000, jitter_ms=0.25, loss_pct=0, rate_kbit=512)
+    link = router.attachment("b")
+    assert link is not None and link.impair == Impairment(delay_ms=40, loss_pct=2)
+
+
+def test_publish_forms() -> None:
+    topology = load_text(
+        """\
+        name: p
+        networks: [lab]
+        nodes:
+          - {name: a, service: daytime, publish: true}
+          - {name: b, service: echo, publish: ["20007/udp", "18080:8080"]}
+        """.replace("        ", ""),
+        source="p.yaml",
+    )
+    a, b = topology.member("a"), topology.member("b")
+    assert a is not None and b is not None
+    assert [p.compose() for p in a.publish] == ["127.0.0.1:10013:13/tcp", "127.0.0.1:10013:13/udp"]
+    assert [p.compose() for p in b.publish] == ["127.0.0.1:20007:7/udp", "127.0.0.1:18080:8080/tcp"]
+
+
+def test_a_lone_network_may_be_left_out() -> None:
+    topology = load_text("name: x\nnetworks: [lab]\nnodes:\n  - {name: echo, service: echo}\n", source="x.yaml")
+    assert topology.nodes[0].networks == ("lab",)
+
+
+# --------------------------------------------------------------------------- each mistake, with its line
+
+
+def test_unknown_service_lists_the_valid_ones_and_the_closest() -> None:
+    line = one_problem("name: x\nnetworks: [lab]\nnodes:\n  - name: web\n    service: daytme\n")
+    assert line.startswith("bad.yaml:5: nodes.web.service: unknown service 'daytme'; write 'daytime' instead")
+    assert "asyncio, chat, client, creosote" in line
+
+
+def test_duplicate_hostname() -> None:
+    line = one_problem(
+        "name: x\nnetworks: [lab]\nnodes:\n  - {name: echo, service: echo}\n  - {name: echo, service: daytime}\n"
+    )
+    assert line == (
+        "bad.yaml:5: nodes.echo.name: duplicate hostname 'echo' (also at line 4); "
+        "give each node and router its own name"
+    )
+
+
+def test_address_outside_its_subnet() -> None:
+    line = one_problem(TWO_LANS.replace("networks: [b]", "networks: {b: 10.1.3.7}"))
+    assert line == (
+        "bad.yaml:16: nodes.daytime.networks.b: 10.1.3.7 is outside b's subnet 10.1.2.0/24; "
+        "write an address in 10.1.2.0/24, like 10.1.2.10"
+    )
+
+
+def test_gateway_address_is_refused() -> None:
+    line = one_problem(TWO_LANS.replace("networks: [b]", "networks: {b: 10.1.2.1}"))
+    assert "10.1.2.1 is Docker's gateway in 10.1.2.0/24" in line and line.startswith("bad.yaml:16:")
+
+
+def test_unknown_network_suggests_the_closest() -> None:
+    line = one_problem("name: x\nnetworks: [lan-a]\nnodes:\n  - name: web\n    service: echo\n    networks: [lan-b]\n")
+    assert line == (
+        "bad.yaml:6: nodes.web.networks.lan-b: unknown network 'lan-b'; write 'lan-a' instead (valid networks: lan-a)"
+    )
+
+
+def test_unreachable_node_without_a_router() -> None:
+    text = TWO_LANS.replace("routers:\n  - name: gw\n    networks: {a: 10.1.1.254, b: 10.1.2.254}\n", "")
+    found = problems(text)
+    assert len(found) == 1
+    assert found[0].startswith("bad.yaml:")
+    assert "cannot reach" in found[0] and "no router joins them; add a router with networks: [" in found[0]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("delay", "80", "'80' is not a duration; write a duration like 80ms or 1s"),
+        ("delay", "fast", "'fast' is not a duration; write a duration like 80ms or 1s"),
+        ("loss", "5", "'5' is not a percentage; write a percentage from 0% to 100%, like 5%"),
+        ("loss", "150%", "'150%' is not a percentage; write a percentage from 0% to 100%, like 5%"),
+        ("rate", "1mb", "'1mb' is not a rate; write a rate like 1mbit or 512kbit"),
+    ],
+)
+def test_bad_units(field: str, value: str, message: str) -> None:
+    text = f"name: x\nnetworks: [lab]\nnodes:\n  - name: web\n    service: echo\n    impair:\n      {field}: {value}\n"
+    assert one_problem(text) == f"bad.yaml:7: nodes.web.impair.{field}: {message}"
+
+
+def test_jitter_needs_a_delay() -> None:
+    line = one_problem(
+        "name: x\nnetworks: [lab]\nnodes:\n  - name: web\n    service: echo\n    impair: {jitter: 5ms}\n"
+    )
+    assert line.startswith("bad.yaml:6: nodes.web.impair.jitter: jitter without a delay; add delay:")
+
+
+def test_unknown_keys_suggest_the_closest() -> None:
+    found = problems("name: x\nnetwork: [lab]\nnodes:\n  - name: web\n    sevice: echo\n")
+    # A misspelt required key is reported once, as unknown, not also as missing.
+    assert len(found) == 2, found
+    assert found[0].startswith("bad.yaml:2: network: unknown key; write 'networks' instead")
+    assert found[1].startswith("bad.yaml:5: nodes.web.sevice: unknown key; write 'service' instead")
+
+
+def test_every_problem_is_reported_not_just_the_first() -> None:
+    found = problems(
+        """\
+        name: Bad Name
+        networks:
+          - name: a
+            subnet: 10.0.0.1/24
+        nodes:
+          - name: web
+            service: nope
+            networks: [a]
+            publish: [99999]
+          - name: web
+            service: echo
+            networks: [a]
+            impair: {loss: lots}
+        """
+    )
+    lines = [int(p.split(":")[1]) for p in found]
+    assert lines == sorted(lines)
+    assert len(found) == 6, found  # the bad lab name does not stop the other checks
+    text = "\n".join(found)
+    for expected in (
+        "bad.yaml:1: name: 'Bad Name' is not allowed here",
+        "bad.yaml:4: networks.a.subnet: '10.0.0.1/24' has host bits set",
+        "write 10.0.0.0/24",
+        "bad.yaml:7: nodes.web.service: unknown service 'nope'",
+        "bad.yaml:9: nodes.web.publish: '99999': ports run from 1 to 65535",
+        "bad.yaml:10: nodes.web.name: duplicate hostname 'web'",
+        "bad.yaml:13: nodes.web.impair.loss: 'lots' is not a percentage",
+    ):
+        assert expected in text
+
+
+def test_yaml_syntax_error_names_its_line() -> None:
+    line = one_problem("name: x\nnetworks: [lab\nnodes: []\n")
+    assert line.startswith("bad.yaml:3: (yaml): not valid YAML")
+
+
+def test_missing_file_is_a_problem_too(tmp_path: Path) -> None:
+    with pytest.raises(TopologyError) as caught:
+        load(tmp_path / "nope.yaml")
+    assert str(caught.value).startswith(f"{tmp_path / 'nope.yaml'}:1: (file): cannot read it")
+
+
+def test_router_needs_subnets_and_two_networks() -> None:
+    found = problems(
+        "name: x\nnetworks: [a, b]\nrouters:\n  - name: gw\n    networks: [a]\n"
+        "nodes:\n  - {name: e, service: echo, networks: [a]}\n"
+    )
+    assert any("a router joins two or more networks" in p and p.startswith("bad.yaml:5:") for p in found)
+    assert any("router on network 'a', which has no subnet" in p for p in found)
+
+
+def test_duplicate_host_port() -> None:
+    line = one_problem(
+        "name: x\nnetworks: [lab]\nnodes:\n  - {name: a, service: echo, publish: [10007]}\n"
+        "  - {name: b, service: echo, publish: ['10007/udp']}\n"
+    )
+    assert line == "bad.yaml:5: nodes.b.publish: host port 10007/udp is already published by a; pick another host port"
+
+
+def test_sexagesimal_port_is_read_as_written() -> None:
+    """YAML 1.1 reads 10013:13 as a base-60 number; the loader reads the text the user wrote."""
+    topology = load_text(
+        "name: x\nnetworks: [lab]\nnodes:\n  - {name: a, service: daytime, publish: [10013:13]}\n", source="x"
+    )
+    assert topology.nodes[0].publish[0].host == 10013
+
+
+# --------------------------------------------------------------------------- units and the schema
+
+
+@given(st.integers(min_value=0, max_value=10**6), st.sampled_from(["us", "ms", "s"]))
+def test_durations_scale_by_their_unit(value: int, unit: str) -> None:
+    assert loader.parse_duration_ms(f"{value}{unit}") == pytest.approx(value * {"us": 0.001, "ms": 1, "s": 1000}[unit])
+
+
+@given(st.floats(min_value=0, max_value=100, allow_nan=False).map(lambda f: round(f, 3)))
+def test_percentages_round_trip(value: float) -> None:
+    assert loader.parse_percent(f"{value}%") == pytest.approx(value)
+
+
+def test_schema_documents_exactly_the_keys_the_loader_reads() -> None:
+    schema = json.loads((ROOT / "topology" / "schema.json").read_text())
+    defs = schema["$defs"]
+    assert set(schema["properties"]) == set(loader.TOP_KEYS)
+    assert set(defs["node"]["properties"]) == set(loader.NODE_KEYS)
+    assert set(defs["router"]["properties"]) == set(loader.ROUTER_KEYS)
+    assert set(defs["impair"]["properties"]) == set(loader.IMPAIR_KEYS)
+    assert set(defs["network"]["oneOf"][1]["properties"]) == set(loader.NETWORK_KEYS)
+    assert defs["node"]["properties"]["service"]["enum"] == list(SERVICES)
