@@ -368,7 +368,9 @@ def _verbs(sub: Any) -> None:
     p.add_argument("b", help="node name")
     p.set_defaults(handler=cmd_partition)
 
-    p = sub.add_parser("heal", help="undo every partition (and network disconnection) of a lab; impairments stay (lab impair NODE --clear)")
+    p = sub.add_parser(
+        "heal", help="undo every partition and network disconnection of a lab (impairments stay: impair --clear)"
+    )
     _lab_option(p)
     p.set_defaults(handler=cmd_heal)
 
