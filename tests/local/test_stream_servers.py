@@ -142,3 +142,11 @@ def test_garbage_does_not_hurt_other_clients(server: Start) -> None:
     conformance.check_upper("127.0.0.1", upper.tcp)
     sprayer.join(10)
     assert done.is_set()
+
+
+@pytest.mark.parametrize("model", ["threaded", "selectors", "asyncio"])
+def test_a_thousand_connections_at_once(server: Start, model: str) -> None:
+    upper = server(f"services.{model}")
+    report = run_load("127.0.0.1", upper.tcp, sessions=1000, lines=2, size=32, timeout=30)
+    assert report.errors == []
+    assert len(report.latencies) == 2000
