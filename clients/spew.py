@@ -32,7 +32,7 @@ from protocols.creosote import (
     frame_message,
     parse_pong,
 )
-from services.common import positive_int
+from services.common import non_negative_float, positive_int
 
 DEFAULT_HOST = "creosote"
 DEFAULT_TIMEOUT = 2.0
@@ -169,17 +169,6 @@ def datagram_size(text: str) -> int:
     return value
 
 
-def seconds(text: str) -> float:
-    """argparse type: a pause in seconds, zero or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m clients.spew``."""
     parser = client_parser(
@@ -197,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest datagram to send; longer messages are chunked (default: %(default)s)",
     )
     parser.add_argument("--count", type=positive_int, default=1, metavar="N", help="send each message N times")
-    parser.add_argument("--interval", type=seconds, default=0.0, metavar="S", help="pause S seconds between sends")
+    parser.add_argument(
+        "--interval", type=non_negative_float, default=0.0, metavar="S", help="pause S seconds between sends"
+    )
     parser.add_argument("--ping", action="store_true", help="probe the sink, print its pong (exit 1 if none)")
     return parser
 

@@ -53,6 +53,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from services.common import non_negative_float
+
 # linux/netlink.h
 NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
@@ -672,16 +674,6 @@ def _read_available(sock: socket.socket, line: DelayLine, buffer: bytearray, *, 
             sock.send(drops)
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
-    return value
-
-
 def _queue_number(text: str) -> int:
     try:
         value = int(text)
@@ -708,9 +700,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Delay (and optionally drop) the packets an iptables NFQUEUE rule sends to a queue.",
     )
     parser.add_argument("--queue", type=_queue_number, required=True, help="NFQUEUE number (0-65535)")
-    parser.add_argument("--delay-ms", type=_non_negative, required=True, help="delay added to every packet")
-    parser.add_argument("--jitter-ms", type=_non_negative, default=0.0, help="uniform +/- variation of the delay")
-    parser.add_argument("--loss-pct", type=_non_negative, default=0.0, help="drop this percentage (NF_DROP)")
+    parser.add_argument("--delay-ms", type=non_negative_float, required=True, help="delay added to every packet")
+    parser.add_argument("--jitter-ms", type=non_negative_float, default=0.0, help="uniform +/- variation of the delay")
+    parser.add_argument("--loss-pct", type=non_negative_float, default=0.0, help="drop this percentage (NF_DROP)")
     parser.add_argument("--seed", type=int, help="seed for jitter and loss (default: random)")
     parser.add_argument("--reorder", action="store_true", help="let jitter reorder packets (as netem does)")
     parser.add_argument(

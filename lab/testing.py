@@ -124,6 +124,20 @@ def sweep(client: docker.DockerClient, *, run: str | None = None) -> int:
     return removed
 
 
+def wait_for_output(container: Container, text: str, *, timeout: float = 30) -> str:
+    """Poll a running container's output until ``text`` appears (a readiness wait, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        output = container.logs().decode("utf-8", errors="replace")
+        if text in output:
+            return output
+        container.reload()
+        if container.status == "exited":
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared; output so far:\n{container.logs().decode(errors='replace')}")
+
+
 @dataclass(frozen=True)
 class ClientResult:
     """What a client container did."""

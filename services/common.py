@@ -105,6 +105,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number, zero or more (a pause, a delay, a percentage)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number, 0 or more")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: a count, at least 1."""
     try:
@@ -147,7 +158,10 @@ def raise_on_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -
 def bind_tcp(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
     """A listening TCP socket with SO_REUSEADDR (restarts must not wait out TIME_WAIT)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on
+    # sockets whose proto says TCP (base_events._set_nodelay). Without it the chat room's back-to-back
+    # writes to a member wait out the member's 40 ms delayed ACK (Nagle), seen in scripts/bench.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

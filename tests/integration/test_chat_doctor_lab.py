@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from docker.models.containers import Container
 
-from lab.testing import Lab
+from lab.testing import Lab, wait_for_output
 
 # A scripted chat member: each step sends a line or waits for a line matching a regex.
 # Everything received is printed, so the test (and a human) can read the conversation.
@@ -43,15 +42,6 @@ for kind, value in steps:
         expect(value)
 print("DONE", flush=True)
 """
-
-
-def wait_for_output(container: Container, text: str, *, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in container.logs().decode(errors="replace"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} never appeared:\n{container.logs().decode(errors='replace')}")
 
 
 @pytest.fixture(scope="module")

@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from docker.models.containers import Container
 
-from lab.testing import Lab
-
-
-def wait_for_output(container: Container, text: str, *, timeout: float = 30) -> str:
-    """Poll a running container's output until ``text`` appears (a readiness wait, not a sleep)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        output = container.logs().decode("utf-8", errors="replace")
-        if text in output:
-            return output
-        container.reload()
-        if container.status == "exited":
-            break
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} never appeared; output so far:\n{container.logs().decode(errors='replace')}")
+from lab.testing import Lab, wait_for_output
 
 
 @pytest.fixture(scope="module")
