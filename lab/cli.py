@@ -24,7 +24,7 @@ from typing import Any
 
 import docker.errors
 
-from lab import backend, compose, graph, model
+from lab import backend, compose, graph, model, swarm
 from lab.loader import LAB_NAME, TopologyError, load
 from protocols.errors import TestbedError
 
@@ -40,6 +40,8 @@ EXAMPLES = """examples:
   lab impair -t two-lans router --delay 80ms --loss 5%
   lab graph topology/two-lans.yaml -o two-lans.svg
   lab down two-lans
+  lab up --swarm                                the default lab as a Swarm stack (several machines)
+  lab down --swarm
 
 Which lab a verb acts on: the one named (-t FILE|NAME, or the positional
 topology), else the only lab running, else the default lab. Every verb has --help.
@@ -126,12 +128,29 @@ def _plural(count: int, noun: str) -> str:
 
 def cmd_render(args: argparse.Namespace) -> int:
     topology = load(topology_path(args.topology))
-    if args.output is None:
+    _swarm_only(args, "--profile", "--port-offset")
+    if args.swarm:
+        label = compose.source_label(topology.source, args.output)
+        text = swarm.to_yaml(topology, source_label=label, profiles=args.profile, port_offset=args.port_offset)
+        if args.output is None:
+            sys.stdout.write(text)
+            return 0
+        swarm.write(topology, args.output, profiles=args.profile, port_offset=args.port_offset)
+    elif args.output is None:
         sys.stdout.write(compose.to_yaml(topology, source_label=compose.source_label(topology.source, None)))
+        return 0
     else:
         compose.write(topology, args.output)
-        print(f"wrote {args.output}")
+    print(f"wrote {args.output}")
     return 0
+
+
+def _swarm_only(args: argparse.Namespace, *options: str) -> None:
+    """Options that only a Swarm stack has; given without ``--swarm``, a usage error."""
+    for option in options:
+        value = getattr(args, option.lstrip("-").replace("-", "_"), None)
+        if value and not args.swarm:
+            raise UsageError(f"{option} needs --swarm", f"write lab {args.verb} --swarm {option} ...")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -140,6 +159,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     say(f"validating {path}")
     topology = load(path)
     say(f"  {_counts(topology)}")
+    _swarm_only(args, "--port-offset")
+    if args.swarm:
+        return _up_swarm(args, topology, started)
     file = backend.compose_file(topology, root=args.state_dir)
     say(f"rendering {file}")
     compose.write(topology, file)
@@ -150,6 +172,34 @@ def cmd_up(args: argparse.Namespace) -> int:
     say(f"lab {topology.name} is up (project {topology.project}) in {time.monotonic() - started:.1f} s")
     order = [m.name for m in topology.members]
     print(backend.table([r for r in backend.status(topology.project, order=order) if r.role != "routes"]))
+    return 0
+
+
+def _up_swarm(args: argparse.Namespace, topology: model.Topology, started: float) -> int:
+    """``lab up --swarm``: the same lab as a stack, one service per node, on every machine of the Swarm."""
+    swarm.check(topology)
+    backend.require_manager()
+    stack = swarm.stack_name(topology)
+    if backend.compose_running(stack):
+        raise UsageError(
+            f"the Compose lab {topology.name} (project {stack}) runs on this engine; its ports and names would clash",
+            f"lab down {topology.name} first",
+        )
+    image = backend.pinned_image()
+    file = backend.stack_file(topology, root=args.state_dir)
+    say(f"rendering {file} (image {image.removeprefix('sha256:')[:12]}, pinned: no machine pulls it)")
+    swarm.write(topology, file, image=image, profiles=args.profile, port_offset=args.port_offset)
+    for node in swarm.left_out(topology, args.profile):
+        say(
+            f"  {node.name} is a one-shot client, not a service: "
+            f"docker run --rm -i --network {stack}_{node.networks[0]} {backend.NODE_IMAGE} python3 -m clients.tour"
+        )
+    members = swarm.members(topology, args.profile)
+    backend.stack_up(stack, file, [m.name for m in members], say=say)
+    _apply_impairments(topology, members)
+    _run_extra(topology, members)
+    say(f"lab {topology.name} is up on Swarm (stack {stack}) in {time.monotonic() - started:.1f} s")
+    print(backend.table(backend.stack_status(stack, order=[m.name for m in members])))
     return 0
 
 
@@ -180,6 +230,8 @@ def _run_extra(topology: model.Topology, members: Sequence[model.Node]) -> None:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    if args.swarm:
+        return _down_swarm(args)
     path = topology_path(args.topology) if args.topology else None
     file: Path | None
     if path is not None and path.is_file():
@@ -190,6 +242,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     else:
         project = chosen_project(args.topology)
         file = backend.config_file(project)
+    if not backend.compose_running(project) and backend.on_swarm(project):
+        return _down_swarm(args)  # the lab was started with lab up --swarm
     say(f"stopping lab {model.lab_name(project)} (project {project})")
     removed = backend.down(project, file, volumes=args.volumes, say=lambda line: print(f"    {line}"))
     kept = [] if args.volumes else backend.kept_volumes(project)
@@ -199,8 +253,32 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _down_swarm(args: argparse.Namespace) -> int:
+    """``lab down --swarm``: ``docker stack rm``, then wait until its containers and networks are gone."""
+    started = time.monotonic()
+    stack = chosen_project(args.topology)
+    backend.require_manager()
+    say(f"removing stack {stack} (lab {model.lab_name(stack)})")
+    removed = backend.stack_down(stack, volumes=args.volumes, say=lambda line: print(f"    {line}"))
+    if not args.volumes:
+        for volume in backend.engine().volumes.list(filters={"label": f"{backend.STACK_LABEL}={stack}"}):
+            print(f"    kept volume {volume.name} on this machine (lab down --swarm --volumes removes it)")
+    elapsed = f" in {time.monotonic() - started:.1f} s" if removed else " (nothing was running)"
+    say(f"lab {model.lab_name(stack)} is down{elapsed}")
+    return 0
+
+
 def cmd_ps(args: argparse.Namespace) -> int:
     project = chosen_project(args.topology)
+    if args.swarm or (not backend.compose_running(project) and backend.on_swarm(project)):
+        backend.require_manager()
+        rows = backend.stack_status(project)
+        if not rows:
+            print(f"lab {model.lab_name(project)} is not running on Swarm (start it with lab up --swarm)")
+            return 0
+        print(f"lab {model.lab_name(project)} (stack {project})")
+        print(backend.table(rows))
+        return 0
     rows = backend.status(project)
     if not rows:
         print(f"lab {model.lab_name(project)} is not running (start it with lab up)")
@@ -319,6 +397,20 @@ def _lab_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _swarm_options(parser: argparse.ArgumentParser, *, offset: bool = False) -> None:
+    parser.add_argument(
+        "--swarm", action="store_true", help="a Docker Swarm stack across machines, not a Compose project (README)"
+    )
+    if offset:
+        parser.add_argument(
+            "--port-offset",
+            type=int,
+            default=0,
+            metavar="N",
+            help="with --swarm: publish every host port at PORT+N (Swarm binds every interface, not 127.0.0.1)",
+        )
+
+
 def _verbs(sub: Any) -> None:
     """The command line, one verb at a time."""
     topo = "topology file or lab name (default: topology/default.yaml)"
@@ -326,15 +418,18 @@ def _verbs(sub: Any) -> None:
     p = sub.add_parser("up", help="validate, render and start a lab; wait until every node is healthy")
     p.add_argument("topology", nargs="?", help=topo)
     p.add_argument("--profile", action="append", default=[], help="also start the nodes of this profile (repeatable)")
+    _swarm_options(p, offset=True)
     p.set_defaults(handler=cmd_up)
 
     p = sub.add_parser("down", help="stop a lab and remove its containers and networks")
     p.add_argument("topology", nargs="?", help="topology file or lab name (default: the only running lab, or default)")
     p.add_argument("-v", "--volumes", action="store_true", help="remove its volumes (the creosote logs) too")
+    _swarm_options(p)
     p.set_defaults(handler=cmd_down)
 
     p = sub.add_parser("ps", help="list a lab's containers: state, addresses, published ports")
     _lab_option(p)
+    _swarm_options(p)
     p.set_defaults(handler=cmd_ps)
 
     p = sub.add_parser("exec", help="run a command inside a node: lab exec NODE -- COMMAND ...")
@@ -392,9 +487,11 @@ def _verbs(sub: Any) -> None:
     p.add_argument("topology", help="topology file or lab name")
     p.set_defaults(handler=cmd_validate)
 
-    p = sub.add_parser("render", help="write a topology's Compose file")
+    p = sub.add_parser("render", help="write a topology's Compose file (or with --swarm its stack file)")
     p.add_argument("topology", help="topology file or lab name")
     p.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    p.add_argument("--profile", action="append", default=[], help="with --swarm: include this profile's nodes")
+    _swarm_options(p, offset=True)
     p.set_defaults(handler=cmd_render)
 
     p = sub.add_parser("wipe", help="remove every container, network and volume labelled testbed.lab")

@@ -34,10 +34,15 @@ IMAGE = "${TESTBED_NODE_IMAGE:-testbed/node:latest}"
 # start_interval to check sooner while starting. The netcat probe keeps that cheap.
 HEALTH = {"interval": "1s", "timeout": "3s", "retries": 3, "start_period": "10s"}
 ROUTES_SUFFIX = "-routes"
+TMP_MOUNT, TMP_SIZE_MB = "/tmp", 16  # a small writable /tmp on the read-only root
 
 
 class Flow(list[Any]):
     """A list written in flow style, ``[a, b]``: short commands and options read better on one line."""
+
+
+class FlowMap(dict[str, Any]):
+    """A mapping written in flow style, ``{a: 1, b: 2}``: a port in the long syntax reads better on one line."""
 
 
 class _Dumper(yaml.SafeDumper):
@@ -51,7 +56,12 @@ def _represent_flow(dumper: yaml.SafeDumper, data: Flow) -> yaml.Node:
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
 
 
+def _represent_flow_map(dumper: yaml.SafeDumper, data: FlowMap) -> yaml.Node:
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=True)
+
+
 _Dumper.add_representer(Flow, _represent_flow)
+_Dumper.add_representer(FlowMap, _represent_flow_map)
 
 
 def routes_service(node: model.Node) -> str:
@@ -75,17 +85,18 @@ def node_volumes(node: model.Node) -> list[tuple[str, str]]:
     ]
 
 
-def _labels(topology: model.Topology, **extra: str) -> dict[str, str]:
+def lab_labels(topology: model.Topology, **extra: str) -> dict[str, str]:
+    """``testbed.lab=<lab>`` and ``extra``: how lab wipe and the runtime helpers find a lab's things."""
     return {model.LAB_LABEL: topology.name, **extra}
 
 
-def _hardening() -> dict[str, Any]:
+def hardening() -> dict[str, Any]:
     """What every long-running container shares: an init for signals, restarts, a read-only root, no privileges."""
     return {
         "init": True,
         "restart": "unless-stopped",
         "read_only": True,
-        "tmpfs": ["/tmp:size=16m"],
+        "tmpfs": [f"{TMP_MOUNT}:size={TMP_SIZE_MB}m"],
         "cap_drop": Flow(["ALL"]),
         "security_opt": ["no-new-privileges:true"],
     }
@@ -113,7 +124,7 @@ def _host_service(topology: model.Topology, node: model.Node) -> dict[str, Any]:
     if node.profiles:
         service["profiles"] = Flow(node.profiles)
     service["command"] = Flow(node.command or spec.command)
-    service.update(_hardening())
+    service.update(hardening())
     service["restart"] = spec.restart
     service.update({"mem_limit": spec.mem_limit, "pids_limit": spec.pids_limit, "stop_grace_period": "2s"})
     if spec.interactive:
@@ -124,11 +135,17 @@ def _host_service(topology: model.Topology, node: model.Node) -> dict[str, Any]:
     volumes = node_volumes(node)
     if volumes:
         service["volumes"] = [f"{name}:{mount}" for name, mount in volumes]
-    test = spec.health_test()
-    if test is not None:
-        service["healthcheck"] = {"test": Flow(test), **HEALTH}
-    service["labels"] = _labels(topology)
+    check = healthcheck(spec)
+    if check is not None:
+        service["healthcheck"] = check
+    service["labels"] = lab_labels(topology)
     return service
+
+
+def healthcheck(spec: Service) -> dict[str, Any] | None:
+    """The service's health check in Compose's words (Swarm reads the same), or None when it has no probe."""
+    test = spec.health_test()
+    return None if test is None else {"test": Flow(test), **HEALTH}
 
 
 def _shell(routes: Sequence[model.Route], then: Sequence[str] = ()) -> Flow:
@@ -143,7 +160,7 @@ def _router_service(topology: model.Topology, router: model.Node) -> dict[str, A
     routes = topology.routes(router)
     service: dict[str, Any] = {"image": IMAGE, "pull_policy": "never", "hostname": router.name}
     service["command"] = _shell(routes, ROUTER.command) if routes else Flow(ROUTER.command)
-    service.update(_hardening())
+    service.update(hardening())
     service.update(
         {
             "user": "root",  # capabilities reach root only; cap_drop ALL keeps just the two below
@@ -155,7 +172,7 @@ def _router_service(topology: model.Topology, router: model.Node) -> dict[str, A
         }
     )
     service.update(_addressing(topology, router))
-    service["labels"] = _labels(topology, **{model.ROLE_LABEL: "router"})
+    service["labels"] = lab_labels(topology, **{model.ROLE_LABEL: "router"})
     return service
 
 
@@ -177,7 +194,7 @@ def _routes_helper(topology: model.Topology, node: model.Node, routes: Sequence[
             "security_opt": ["no-new-privileges:true"],
             "mem_limit": "32m",
             "pids_limit": 16,
-            "labels": _labels(topology, **{model.ROLE_LABEL: "routes", "testbed.node": node.name}),
+            "labels": lab_labels(topology, **{model.ROLE_LABEL: "routes", "testbed.node": node.name}),
         }
     )
     return service
@@ -209,9 +226,9 @@ def render(topology: model.Topology) -> dict[str, Any]:
         entry: dict[str, Any] = {}
         if network.subnet is not None:
             entry["ipam"] = {"config": [{"subnet": str(network.subnet)}]}
-        entry["labels"] = _labels(topology)
+        entry["labels"] = lab_labels(topology)
         networks[network.name] = entry
-    volumes = {name: {"labels": _labels(topology)} for node in topology.nodes for name, _ in node_volumes(node)}
+    volumes = {name: {"labels": lab_labels(topology)} for node in topology.nodes for name, _ in node_volumes(node)}
     document: dict[str, Any] = {"name": topology.project, "services": services(topology), "networks": networks}
     if volumes:
         document["volumes"] = volumes
@@ -221,11 +238,13 @@ def render(topology: model.Topology) -> dict[str, Any]:
 # --------------------------------------------------------------------------- text
 
 
-def _dump(data: Any) -> str:
+def dump(data: Any) -> str:
+    """YAML in this project's style: block mappings, indented sequences, ``Flow`` lists on one line."""
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000, allow_unicode=True)
 
 
-def _indent(text: str) -> str:
+def indent(text: str) -> str:
+    """Every non-empty line two spaces deeper."""
     return "".join(f"  {line}" if line.strip() else line for line in text.splitlines(keepends=True))
 
 
@@ -262,14 +281,14 @@ def to_yaml(topology: model.Topology, *, source_label: str, output_name: str = "
     document = render(topology)
     parts = [
         header(topology, source_label=source_label, output_name=output_name),
-        _dump({"name": document["name"]}),
+        dump({"name": document["name"]}),
         "\nservices:\n",
     ]
-    parts.append("\n".join(_indent(_dump({name: body})) for name, body in document["services"].items()))
+    parts.append("\n".join(indent(dump({name: body})) for name, body in document["services"].items()))
     for section in ("networks", "volumes"):
         if section in document:
             parts.append(f"\n{section}:\n")
-            parts.append(_indent(_dump(document[section])))
+            parts.append(indent(dump(document[section])))
     return "".join(parts)
 
 

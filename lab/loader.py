@@ -31,10 +31,12 @@ from protocols.errors import TestbedError
 
 TOP_KEYS = ("name", "description", "networks", "nodes", "routers")
 NETWORK_KEYS = ("name", "subnet")
-NODE_KEYS = ("name", "service", "networks", "publish", "command", "extra", "impair", "profiles")
+NODE_KEYS = ("name", "service", "networks", "publish", "command", "extra", "impair", "profiles", "placement")
 ROUTER_KEYS = ("name", "networks", "impair")
 ATTACHMENT_KEYS = ("address", "impair")
 IMPAIR_KEYS = ("delay", "jitter", "loss", "rate")
+PLACEMENT_KEYS = ("labels", "hostname", "role")
+ROLES = ("manager", "worker")
 
 LAB_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 HOSTNAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")  # one RFC 1123 label
@@ -44,6 +46,10 @@ DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(us|ms|s)$")
 PERCENT = re.compile(r"^(\d+(?:\.\d+)?)\s*%$")
 RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit)$", re.IGNORECASE)
 PORT_SPEC = re.compile(r"^(\d+)(?::(\d+))?(?:/(tcp|udp))?$")
+# Swarm node labels and their values, kept to what a constraint expression cannot misread (no spaces, =, !).
+NODE_LABEL_KEY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$")
+NODE_LABEL_VALUE = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
+MACHINE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")  # a host name, dots allowed
 DURATION_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 RATE_KBIT = {"bit": 0.001, "kbit": 1.0, "mbit": 1000.0, "gbit": 1_000_000.0}
 RESERVED_SUFFIX = "-routes"  # the route sidecar of node X is the Compose service X-routes
@@ -123,6 +129,7 @@ class _Member:
     extra: tuple[tuple[str, ...], ...] = ()
     impair: model.Impairment | None = None
     profiles: tuple[str, ...] = ()
+    placement: model.Placement | None = None
     networks_line: int = 0
 
 
@@ -437,6 +444,60 @@ def _read_host_fields(reader: _Reader, member: _Member, values: dict[str, Node],
         hint = "write a profile name like models or tools"
         profiles = (reader.text(item, f"{where}.profiles", pattern=PROFILE_NAME, hint=hint) for item in items)
         member.profiles = tuple(p for p in profiles if p is not None)
+    if "placement" in values:
+        member.placement = _read_placement(reader, values["placement"], f"{where}.placement")
+
+
+def _read_placement(reader: _Reader, node: Node, where: str) -> model.Placement | None:
+    """``{labels: {zone: east}, hostname: vm2, role: worker}``: Swarm placement constraints, all of which must hold."""
+    values = reader.mapping(node, where, PLACEMENT_KEYS)
+    labels: list[tuple[str, str]] = []
+    if "labels" in values:
+        here = f"{where}.labels"
+        if not isinstance(values["labels"], MappingNode) or not values["labels"].value:
+            reader.fail(
+                values["labels"],
+                here,
+                f"expected a mapping of node labels, found {_kind(values['labels'])}",
+                "write labels: {zone: east} (set with docker node update --label-add zone=east NODE)",
+            )
+        else:
+            for key_node, value_node in values["labels"].value:
+                key = reader.text(
+                    key_node,
+                    here,
+                    pattern=NODE_LABEL_KEY,
+                    hint="write a label key: letters, digits, '.', '_' and '-', like zone or rack.row",
+                )
+                value = reader.text(
+                    value_node,
+                    f"{here}.{key_node.value}",
+                    pattern=NODE_LABEL_VALUE,
+                    hint="write a value without spaces, '=' or '!', like east",
+                )
+                if key is not None and key in dict(labels):
+                    reader.fail(key_node, f"{here}.{key}", "label listed twice", "keep one value per label")
+                elif key is not None and value is not None:
+                    labels.append((key, value))
+    hostname = None
+    if "hostname" in values:
+        hostname = reader.text(
+            values["hostname"],
+            f"{where}.hostname",
+            pattern=MACHINE_NAME,
+            hint="write a machine's host name as docker node ls shows it, like vm2",
+        )
+    role = None
+    if "role" in values:
+        role = reader.text(values["role"], f"{where}.role", hint="write manager or worker")
+        if role is not None and role not in ROLES:
+            reader.fail(values["role"], f"{where}.role", f"unknown role {role!r}", _suggest(role, ROLES, "role"))
+            role = None
+    if isinstance(node, MappingNode) and not node.value:
+        reader.fail(node, where, "empty placement", "write labels:, hostname: or role:, or remove placement:")
+    if not (labels or hostname or role):
+        return None
+    return model.Placement(labels=tuple(labels), hostname=hostname, role=role)
 
 
 def _read_network(reader: _Reader, node: Node, index: int) -> tuple[model.Network, int] | None:
@@ -712,6 +773,7 @@ def _build(draft: _Draft, source: Path) -> model.Topology:
             impair=m.impair,
             profiles=m.profiles,
             is_router=m.is_router,
+            placement=m.placement,
         )
 
     return model.Topology(
@@ -794,6 +856,19 @@ def load_text(text: str, *, source: str | Path) -> model.Topology:
     if reader.problems or draft is None:
         raise TopologyError(reader.problems)
     return _build(draft, Path(source))
+
+
+def key_line(source: str | Path, key: str) -> int:
+    """The line of a top-level key in a topology file (1 when it cannot tell), for errors raised after loading."""
+    try:
+        root = yaml.compose(Path(source).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return 1
+    if isinstance(root, MappingNode):
+        for key_node, _ in root.value:
+            if key_node.value == key:
+                return int(key_node.start_mark.line) + 1
+    return 1
 
 
 def load(path: str | Path) -> model.Topology:

@@ -14,6 +14,7 @@ container.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -92,6 +93,27 @@ class Port:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Which machines of a cluster may run a node (Swarm); every condition must hold.
+
+    One machine runs the whole Compose lab, so only ``lab up --swarm`` reads this.
+    """
+
+    labels: tuple[tuple[str, str], ...] = ()  # node labels: docker node update --label-add KEY=VALUE
+    hostname: str | None = None
+    role: str | None = None  # "manager" or "worker"
+
+    def constraints(self) -> tuple[str, ...]:
+        """Swarm placement constraints, like ``node.labels.zone == east``."""
+        found = [f"node.labels.{key} == {value}" for key, value in self.labels]
+        if self.hostname is not None:
+            found.append(f"node.hostname == {self.hostname}")
+        if self.role is not None:
+            found.append(f"node.role == {self.role}")
+        return tuple(found)
+
+
+@dataclass(frozen=True)
 class Node:
     """A host of the lab: one container of the node image running one catalogue service."""
 
@@ -104,6 +126,7 @@ class Node:
     impair: Impairment | None = None  # every interface of the node
     profiles: tuple[str, ...] = ()
     is_router: bool = False
+    placement: Placement | None = None  # where it may run on a cluster; None: anywhere
 
     @property
     def networks(self) -> tuple[str, ...]:
@@ -149,6 +172,10 @@ class Topology:
 
     def network(self, name: str) -> Network:
         return next(n for n in self.networks if n.name == name)
+
+    def active(self, profiles: Sequence[str] = ()) -> tuple[Node, ...]:
+        """The members a start brings up: those without profiles, and those in one of ``profiles``."""
+        return tuple(m for m in self.members if not m.profiles or set(m.profiles) & set(profiles))
 
     def profiles(self) -> tuple[str, ...]:
         return tuple(sorted({p for n in self.members for p in n.profiles}))

@@ -299,3 +299,65 @@ def test_schema_documents_exactly_the_keys_the_loader_reads() -> None:
     assert set(defs["impair"]["properties"]) == set(loader.IMPAIR_KEYS)
     assert set(defs["network"]["oneOf"][1]["properties"]) == set(loader.NETWORK_KEYS)
     assert defs["node"]["properties"]["service"]["enum"] == list(SERVICES)
+
+
+# --------------------------------------------------------------------------- placement (Swarm)
+
+PLACED = "name: x\nnetworks: [lab]\nnodes:\n  - name: web\n    service: echo\n    placement:\n      {field}\n"
+
+
+def test_placement_becomes_swarm_constraints() -> None:
+    topology = load_text(
+        PLACED.format(field="labels: {zone: east, rack.row: 3}\n      hostname: vm2.example\n      role: worker"),
+        source="x.yaml",
+    )
+    placement = topology.nodes[0].placement
+    assert placement is not None
+    assert placement.constraints() == (
+        "node.labels.zone == east",
+        "node.labels.rack.row == 3",  # read as written: a YAML number is still the label's text
+        "node.hostname == vm2.example",
+        "node.role == worker",
+    )
+
+
+def test_no_placement_means_anywhere() -> None:
+    topology = load_text("name: x\nnetworks: [lab]\nnodes:\n  - {name: a, service: echo}\n", source="x.yaml")
+    assert topology.nodes[0].placement is None
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ("role: boss", "bad.yaml:7: nodes.web.placement.role: unknown role 'boss'; write one of: manager, worker"),
+        ("role: workr", "bad.yaml:7: nodes.web.placement.role: unknown role 'workr'; write 'worker' instead"),
+        (
+            "labels: {zone: 'east side'}",
+            "bad.yaml:7: nodes.web.placement.labels.zone: 'east side' is not allowed here; "
+            "write a value without spaces, '=' or '!', like east",
+        ),
+        (
+            "labels: {'zone!': east}",
+            "bad.yaml:7: nodes.web.placement.labels: 'zone!' is not allowed here; "
+            "write a label key: letters, digits, '.', '_' and '-', like zone or rack.row",
+        ),
+        ("labels: {zone: }", "bad.yaml:7: nodes.web.placement.labels.zone: expected a single value, found nothing"),
+        ("labels: [zone]", "bad.yaml:7: nodes.web.placement.labels: expected a mapping of node labels, found a list"),
+        ("hostname: 'vm 2'", "bad.yaml:7: nodes.web.placement.hostname: 'vm 2' is not allowed here"),
+        ("constraints: [x]", "bad.yaml:7: nodes.web.placement.constraints: unknown key; write one of: hostname,"),
+        ("{}", "bad.yaml:7: nodes.web.placement: empty placement; write labels:, hostname: or role:"),
+    ],
+)
+def test_bad_placement_names_its_line(field: str, expected: str) -> None:
+    assert one_problem(PLACED.format(field=field)).startswith(expected)
+
+
+def test_a_label_listed_twice() -> None:
+    line = one_problem(PLACED.format(field="labels:\n        zone: east\n        zone: west"))
+    assert line == "bad.yaml:9: nodes.web.placement.labels.zone: label listed twice; keep one value per label"
+
+
+def test_schema_documents_the_placement_keys() -> None:
+    schema = json.loads((ROOT / "topology" / "schema.json").read_text())
+    assert set(schema["$defs"]["node"]["properties"]["placement"]["properties"]) == set(loader.PLACEMENT_KEYS)
+    assert schema["$defs"]["node"]["properties"]["placement"]["properties"]["role"]["enum"] == list(loader.ROLES)
