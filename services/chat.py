@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from protocols.chat import PORT, ChatConnection, ChatRoom, Delivery, full_message
 from protocols.framing import DEFAULT_MAX_LINE
 from services.common import EventLog, base_parser, bind_tcp, peer_name, positive_float, positive_int, run_main
+from services.runners import cap_transport_reads
 
 DEFAULT_MAX_CLIENTS = 1000
 DEFAULT_IDLE_TIMEOUT = 600.0
@@ -36,6 +37,7 @@ DEFAULT_QUEUE_LIMIT = 64 * 1024
 LINES_PER_TURN = 64  # lines of one member handled before the loop serves the others
 FLUSH_AT = 16 * 1024  # a member's pending output this large is written at once, not at the end of the turn
 CLOSE_GRACE = 2.0  # seconds a closing connection may take to flush and see the peer's EOF
+READ_SIZE = 65536  # bytes per recv (asyncio's default 256 KiB costs page faults per read: see cap_transport_reads)
 STOP_GRACE = 0.5  # seconds everyone gets to read "* server shutting down" (SIGTERM must end in < 1 s)
 
 
@@ -59,6 +61,7 @@ class _Member(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        cap_transport_reads(transport, READ_SIZE)
         self.transport = transport
         self.hub.admit(self)
 

@@ -46,6 +46,7 @@ class EventLog:
         self.server = server
         self._stream = stream
         self.log_loopback = log_loopback
+        self._deferred: list[str] = []
 
     def connection(self, event: str, peer: str, **fields: object) -> None:
         """Log a per-connection event, unless it is a loopback peer's and those are muted."""
@@ -54,13 +55,44 @@ class EventLog:
 
     def __call__(self, event: str, **fields: object) -> None:
         line = format_event(self.server, event, fields)
-        stream = self._stream if self._stream is not None else sys.stdout
         with _log_lock:
-            try:
-                stream.write(line + "\n")
-                stream.flush()
-            except (BrokenPipeError, ValueError):
-                pass  # stdout gone (closed pipe): logging must never kill a server
+            self._write(line + "\n")
+
+    def defer(self, event: str, **fields: object) -> None:
+        """Queue an event line until ``flush`` (or the next line written at once: order is kept).
+
+        For events that come thousands of times a second (creosote's records): a
+        write per line costs the server a system call each and the container
+        runtime's copiers (containerd-shim, dockerd) as much again; scripts/bench
+        measured that at ~0.6 of a core for 30,000 lines/s.
+        """
+        line = format_event(self.server, event, fields)
+        with _log_lock:
+            self._deferred.append(line)
+
+    @property
+    def deferred(self) -> int:
+        """Lines queued by ``defer`` and not yet written."""
+        return len(self._deferred)
+
+    def flush(self) -> None:
+        """Write the deferred lines now, in one write."""
+        with _log_lock:
+            self._write("")
+
+    def _write(self, text: str) -> None:
+        """Write the deferred lines, then ``text``; the caller holds ``_log_lock``."""
+        if self._deferred:
+            text = "\n".join(self._deferred) + "\n" + text
+            self._deferred.clear()
+        if not text:
+            return
+        stream = self._stream if self._stream is not None else sys.stdout
+        try:
+            stream.write(text)
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # stdout gone (closed pipe): logging must never kill a server
 
 
 def _is_loopback(peer: str) -> bool:

@@ -1,0 +1,1 @@
+"""Peers the testbed's servers are measured against (the stdlib server; rsyslog and Redis images)."""
