@@ -165,7 +165,7 @@ node_context_digest() {
 }
 
 ensure_node_image() {
-  local rebuild=${1:-0} digest current
+  local rebuild=${1:-0} no_cache=${2:-0} digest current
   digest=$(node_context_digest | tr '\n' ' ' | cut -c1-16)
   current=$(docker image inspect -f '{{index .Config.Labels "testbed.context"}}' "$NODE_IMAGE" 2>/dev/null || true)
   if [ "$rebuild" = 0 ] && [ "$current" = "$digest" ]; then
@@ -176,7 +176,9 @@ ensure_node_image() {
   local log
   log=$(mktemp /var/tmp/testbed-build.XXXXXX.log)
   # The legacy builder needs no buildx plugin and works on every engine version.
-  if ! DOCKER_BUILDKIT=0 docker build --build-arg BASE_IMAGE="$BASE_IMAGE" \
+  local cache_flag=()
+  [ "$no_cache" = 1 ] && cache_flag=(--no-cache)
+  if ! DOCKER_BUILDKIT=0 docker build "${cache_flag[@]}" --build-arg BASE_IMAGE="$BASE_IMAGE" \
       --label testbed.context="$digest" -t "$NODE_IMAGE" "$ROOT" 2>&1 \
       | tee "$log" | grep --line-buffered -E '^Step [0-9]+/[0-9]+' | sed -u 's/^/    /'; then
     :
