@@ -86,7 +86,8 @@ def require_docker_or_skip(reason: str) -> None:
     pytest.skip(f"{reason}; run scripts/setup to start an engine and build the images")
 
 
-def _pid_alive(pid: str) -> bool:
+def pid_alive(pid: int | str) -> bool:
+    """Whether a process with this id exists on this machine (a crashed run's pid does not)."""
     try:
         os.kill(int(pid), 0)
     except (ValueError, ProcessLookupError):
@@ -104,7 +105,7 @@ def sweep(client: docker.DockerClient, *, run: str | None = None) -> int:
     def doomed(labels: dict[str, str]) -> bool:
         if run is not None:
             return labels.get("testbed.run") == run
-        return labels.get("testbed.run.host", host) == host and not _pid_alive(labels.get("testbed.run.pid", ""))
+        return labels.get("testbed.run.host", host) == host and not pid_alive(labels.get("testbed.run.pid", ""))
 
     for container in client.containers.list(all=True, filters={"label": "testbed.suite"}):
         if doomed(container.labels):

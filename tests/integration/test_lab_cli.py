@@ -23,6 +23,8 @@ from typing import Any
 import docker
 import pytest
 
+from lab.testing import pid_alive
+
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,16 +79,6 @@ def leftovers(client: docker.DockerClient, name: str) -> list[str]:
     found += [f"network {n.name}" for n in client.networks.list(filters=label)]
     found += [f"volume {v.name}" for v in client.volumes.list(filters=label)]
     return found
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_crashed_runs(client: docker.DockerClient, state: Path) -> None:

@@ -31,7 +31,7 @@ import pytest
 from clients.common import connect, read_to_eof, udp_exchange
 from clients.probe import probe
 from lab.loader import load
-from lab.testing import HARDENING, RUN_LABELS, TMPFS, require_docker_or_skip
+from lab.testing import HARDENING, RUN_LABELS, TMPFS, pid_alive, require_docker_or_skip
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(240)]
 
@@ -97,16 +97,6 @@ def leftovers(client: docker.DockerClient, stack: str) -> list[str]:
     found += [f"network {n.name}" for n in client.networks.list(filters=label)]
     found += [f"volume {v.name}" for v in client.volumes.list(filters=label)]
     return found
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_crashed_runs(client: docker.DockerClient, state: Path) -> None:
