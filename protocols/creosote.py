@@ -279,7 +279,7 @@ class Record:
             value = getattr(self, key)
             if value is not None and value is not False:
                 data[key] = value
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return _RECORD_ENCODER.encode(data)
 
     @classmethod
     def from_json(cls, line: str) -> Record:
@@ -304,6 +304,8 @@ class Record:
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))  # declaration order, for to_json
+# One encoder for every record: json.dumps with options builds a JSONEncoder per call.
+_RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def make_record(payload: bytes, source: Address, received: float, *, size: int | None = None) -> Record:
@@ -334,7 +336,23 @@ def make_record(payload: bytes, source: Address, received: float, *, size: int |
 
 def iso_utc(epoch: float) -> str:
     """``2026-11-22T02:40:38.865728Z`` for an epoch time."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    # A sink stamps thousands of records a second: the date and time to the second are
+    # formatted once per second, only the microseconds for each record.
+    global _iso_cache
+    fraction_s, whole = math.modf(epoch)  # rounded as datetime.fromtimestamp does (half to even)
+    second, fraction = int(whole), round(fraction_s * 1e6)
+    if fraction >= 1_000_000:
+        second, fraction = second + 1, fraction - 1_000_000
+    elif fraction < 0:
+        second, fraction = second - 1, fraction + 1_000_000
+    cached_second, prefix = _iso_cache  # one tuple: threads never see a second with another's prefix
+    if second != cached_second:
+        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        _iso_cache = (second, prefix)
+    return f"{prefix}{fraction:06d}Z"
+
+
+_iso_cache: tuple[int, str] = (-1, "")
 
 
 # --------------------------------------------------------------------------- chunks

@@ -30,7 +30,7 @@ from clients.common import ClientError
 from clients.spew import SpewHandler, ping, spew
 from protocols.creosote import CHUNK_MAGIC, Reassembler, Record, encode_chunks
 from services.common import EventLog
-from services.creosote import Bucket, Datagram, JsonlWriter, Sink, SinkConfig, open_sink
+from services.creosote import RECORD_LINES_PER_SECOND, Bucket, Datagram, JsonlWriter, Sink, SinkConfig, open_sink
 from tests.local.conftest import ServerProcess
 
 T = TypeVar("T")
@@ -341,3 +341,28 @@ def test_closing_the_bucket_flushes_what_the_timer_has_not(tmp_path: Path) -> No
     assert log_file.read_text() == ""  # no tick yet: still batched
     bucket.close()
     assert [Record.from_json(line).text for line in log_file.read_text().splitlines()] == ["pending"]
+
+
+def test_record_lines_beyond_the_rate_are_counted_not_shown(tmp_path: Path) -> None:
+    """With a log file, stdout shows RECORD_LINES_PER_SECOND record lines a second; the file has them all."""
+    log_file, stdout = tmp_path / "records.jsonl", io.StringIO()
+    log = EventLog("creosote", stream=stdout)
+    bucket = Bucket(log=log, writer=JsonlWriter(log_file, log=log), reassembler=Reassembler())
+    burst = RECORD_LINES_PER_SECOND + 25
+    for i in range(burst):  # all within second 10
+        bucket.handle(Datagram(b"r%d" % i, (LOCAL, 9), 2, received=0.0, now=10.5))
+    bucket.handle(Datagram(b"next", (LOCAL, 9), 4, received=0.0, now=11.0))  # a new second: lines again
+    bucket.close()
+    events = [line.split()[2:] for line in stdout.getvalue().splitlines()]
+    assert sum(1 for e in events if e[0] == "record") == RECORD_LINES_PER_SECOND + 1
+    assert ["records", f"shown={RECORD_LINES_PER_SECOND}", "not_shown=25", f"file={log_file}"] in events
+    assert len(log_file.read_text().splitlines()) == burst + 1
+
+
+def test_without_a_log_file_every_record_has_its_line() -> None:
+    stdout = io.StringIO()
+    bucket = Bucket(log=EventLog("creosote", stream=stdout), writer=None, reassembler=Reassembler())
+    for i in range(RECORD_LINES_PER_SECOND + 5):
+        bucket.handle(Datagram(b"r%d" % i, (LOCAL, 9), 2, received=0.0, now=10.5))
+    bucket.close()
+    assert stdout.getvalue().count(" creosote record ") == RECORD_LINES_PER_SECOND + 5

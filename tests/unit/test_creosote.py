@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from protocols.creosote import (
     encode_pri,
     frame_message,
     is_ping,
+    iso_utc,
     make_message_record,
     make_record,
     parse_pong,
@@ -500,3 +502,18 @@ def test_jsonl_writer_flush_schedule(tmp_path: Path) -> None:
     writer.tick(10.0 + FLUSH_DELAY)
     assert path.read_text() == "{}\n{}\n"
     writer.close()
+
+
+@pytest.mark.parametrize(
+    "epoch", [0.0, 0.0000005, 0.0000015, 1.5, 1764650000.9999996, 1764650000.0000004, 1793925564.4926274]
+)
+def test_iso_utc_matches_datetime_to_the_microsecond(epoch: float) -> None:
+    want = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    assert iso_utc(epoch) == want
+
+
+@given(st.floats(min_value=0, max_value=4e9))
+def test_iso_utc_matches_datetime_anywhere(epoch: float) -> None:
+    assert iso_utc(epoch) == datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace(
+        "+00:00", "Z"
+    )
