@@ -8,6 +8,7 @@ bad line gets an ``error:`` line and the session goes on.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -24,7 +25,21 @@ def answer_line(line: bytes, *, now: float) -> bytes:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
         return b"error: line is not valid UTF-8\n"
-    return f"[{time.ctime(now)}] {text.upper()}\n".encode()
+    return f"[{_ctime(now)}] {text.upper()}\n".encode()
+
+
+def _ctime(now: float) -> str:
+    """``time.ctime(now)``, formatted once per second: a busy server answers thousands of lines in each."""
+    global _ctime_cache
+    second = math.floor(now)  # as ctime rounds
+    cached_second, text = _ctime_cache  # one tuple: a thread never sees one second with another's text
+    if second != cached_second:
+        text = time.ctime(second)
+        _ctime_cache = (second, text)
+    return text
+
+
+_ctime_cache: tuple[int, str] = (-1, "")
 
 
 def parse_answer(line: str) -> tuple[str, str]:

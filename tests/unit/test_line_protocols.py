@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -86,3 +87,10 @@ def test_upper_session_never_raises(data: bytes) -> None:
 def test_parse_answer_rejects_other_lines() -> None:
     with pytest.raises(ValueError):
         upper.parse_answer("HELLO")
+
+
+@pytest.mark.parametrize("now", [0.0, 0.999, 1.0, 59.5, -0.5, 1_764_650_000.25])
+def test_the_reply_stamp_is_ctime_even_when_cached(now: float) -> None:
+    # The stamp is formatted once per second and reused: it must still be ctime's for every time.
+    assert upper.answer_line(b"x", now=now) == f"[{time.ctime(now)}] X\n".encode()
+    assert upper.answer_line(b"x", now=now) == f"[{time.ctime(now)}] X\n".encode()
