@@ -119,19 +119,9 @@ def set_kernel_timeouts(conn: socket.socket, seconds: float) -> None:
 
 
 def handle_connection(
-    conn: socket.socket,
-    peer: object,
-    factory: SessionFactory,
-    limits: Limits,
-    log: EventLog,
-    *,
-    after_reply: Callable[[], None] | None = None,
+    conn: socket.socket, peer: object, factory: SessionFactory, limits: Limits, log: EventLog
 ) -> None:
-    """Serve one connection to the end with blocking I/O (iterative/threaded/forking).
-
-    ``after_reply``, when given, runs after each reply is sent (the threaded
-    model's workers help the acceptor there).
-    """
+    """Serve one connection to the end with blocking I/O (iterative/threaded/forking)."""
     name = peer_name(peer)
     log.connection("connect", name)
     reason = "closed"
@@ -154,8 +144,6 @@ def handle_connection(
             out = session.receive_data(data)
             if out.data:
                 conn.sendall(out.data)
-            if after_reply is not None:
-                after_reply()
             if not data:
                 reason, linger = "eof", False
                 break
@@ -188,54 +176,15 @@ def serve_iterative(
 def serve_threaded(
     listener: socket.socket, factory: SessionFactory, *, limits: Limits, log: EventLog, stop: threading.Event
 ) -> None:
-    """A thread per connection, at most ``max_clients`` of them.
-
-    Under load the accepting thread is one of N threads asking for the GIL and
-    gets about 1/N of it: with hundreds of busy clients it accepted ~100
-    connections a second, and clients arriving together waited seconds in the
-    listen backlog (scripts/bench at 1,000 connections: ~700 timed out). So
-    while the acceptor keeps finding connections waiting, every worker also
-    takes one after each reply it sends; accepting then keeps pace with the
-    whole server, and costs nothing once the backlog is empty.
-    """
+    """A thread per connection, at most ``max_clients`` of them."""
     listener.settimeout(_POLL)
-    # The same listening socket, never waiting: the workers' accepts must not block.
-    helper_listener = listener.dup()
-    helper_listener.setblocking(False)
     slots = threading.BoundedSemaphore(limits.max_clients)
     live: set[socket.socket] = set()
     live_lock = threading.Lock()
-    backlog = False  # the acceptor found a connection waiting; the workers help until one finds none
-
-    def spawn(conn: socket.socket, peer: object) -> None:
-        if not slots.acquire(blocking=False):
-            _reject(conn, peer, limits, log)
-            return
-        with live_lock:
-            live.add(conn)
-        try:
-            threading.Thread(target=worker, args=(conn, peer), daemon=True).start()
-        except RuntimeError:  # "can't start new thread": the pids or memory limit, not a bug
-            with live_lock:
-                live.discard(conn)
-            slots.release()
-            _reject(conn, peer, limits, log)
-
-    def help_accept() -> None:
-        nonlocal backlog
-        if not backlog or stop.is_set():
-            return
-        try:
-            conn, peer = helper_listener.accept()
-        except OSError as exc:  # BlockingIOError: the backlog is empty; EMFILE & co: the acceptor pauses
-            if isinstance(exc, BlockingIOError) or exc.errno in _OVERLOAD_ERRNOS:
-                backlog = False
-            return
-        spawn(conn, peer)
 
     def worker(conn: socket.socket, peer: object) -> None:
         try:
-            handle_connection(conn, peer, factory, limits, log, after_reply=help_accept)
+            handle_connection(conn, peer, factory, limits, log)
         finally:
             with live_lock:
                 live.discard(conn)
@@ -246,10 +195,20 @@ def serve_threaded(
             accepted = _accept(listener, log)
             if accepted is None:
                 continue
-            backlog = True
-            spawn(*accepted)
+            conn, peer = accepted
+            if not slots.acquire(blocking=False):
+                _reject(conn, peer, limits, log)
+                continue
+            with live_lock:
+                live.add(conn)
+            try:
+                threading.Thread(target=worker, args=(conn, peer), daemon=True).start()
+            except RuntimeError:  # "can't start new thread": the pids or memory limit, not a bug
+                with live_lock:
+                    live.discard(conn)
+                slots.release()
+                _reject(conn, peer, limits, log)
     finally:
-        helper_listener.close()
         with live_lock:
             for conn in live:
                 with contextlib.suppress(OSError):
