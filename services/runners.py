@@ -15,7 +15,6 @@ session class, and each one hardens what the slides left out:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
@@ -27,9 +26,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from protocols.session import Output, Session, SessionFactory
 from services.common import EventLog, bind_tcp, peer_name
+
+if TYPE_CHECKING:  # imported where the asyncio model runs: it is a third of every other server's start-up
+    import asyncio
 
 MODELS = ("iterative", "threaded", "forking", "selectors", "asyncio")
 
@@ -426,12 +429,16 @@ def serve_asyncio(
     listener: socket.socket, factory: SessionFactory, *, limits: Limits, log: EventLog, stop: threading.Event
 ) -> None:
     """asyncio streams: a coroutine per client on one event loop."""
+    import asyncio
+
     asyncio.run(_serve_asyncio(listener, factory, limits, log, stop))
 
 
 async def _serve_asyncio(
     listener: socket.socket, factory: SessionFactory, limits: Limits, log: EventLog, stop: threading.Event
 ) -> None:
+    import asyncio
+
     active = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -502,6 +509,8 @@ def cap_transport_reads(transport: asyncio.BaseTransport, size: int) -> None:
 
 async def _close_gracefully_async(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """The asyncio twin of ``close_gracefully``: FIN, then read to the peer's EOF briefly."""
+    import asyncio
+
     await writer.drain()
     if writer.can_write_eof():
         writer.write_eof()
