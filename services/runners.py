@@ -122,19 +122,9 @@ def set_kernel_timeouts(conn: socket.socket, seconds: float) -> None:
 
 
 def handle_connection(
-    conn: socket.socket,
-    peer: object,
-    factory: SessionFactory,
-    limits: Limits,
-    log: EventLog,
-    *,
-    before_request: Callable[[], None] | None = None,
+    conn: socket.socket, peer: object, factory: SessionFactory, limits: Limits, log: EventLog
 ) -> None:
-    """Serve one connection to the end with blocking I/O (iterative/threaded/forking).
-
-    ``before_request``, when given, runs after each receive, before the session
-    handles the data (the threaded model's workers wait there for the acceptor).
-    """
+    """Serve one connection to the end with blocking I/O (iterative/threaded/forking)."""
     name = peer_name(peer)
     log.connection("connect", name)
     reason = "closed"
@@ -154,8 +144,6 @@ def handle_connection(
                     conn.settimeout(1.0)
                     conn.sendall(limits.idle_message)
                 break
-            if before_request is not None:
-                before_request()
             out = session.receive_data(data)
             if out.data:
                 conn.sendall(out.data)
@@ -191,74 +179,39 @@ def serve_iterative(
 def serve_threaded(
     listener: socket.socket, factory: SessionFactory, *, limits: Limits, log: EventLog, stop: threading.Event
 ) -> None:
-    """A thread per connection, at most ``max_clients`` of them.
-
-    The accepting thread is one of N threads asking for the GIL and, under load,
-    gets about 1/N of it: with hundreds of busy clients it accepted 40-80
-    connections a second, and of 1,000 clients arriving together ~700 waited
-    over 5 s in the listen backlog (scripts/bench). So when it finds a
-    connection waiting it closes a gate, takes every waiting connection, and
-    opens the gate again; the workers wait at the gate before handling their
-    next request, and the GIL is the acceptor's while it drains the backlog.
-    """
+    """A thread per connection, at most ``max_clients`` of them."""
     listener.settimeout(_POLL)
-    # The same listening socket, never waiting: draining stops at the first "nothing more".
-    drain_listener = listener.dup()
-    drain_listener.setblocking(False)
     slots = threading.BoundedSemaphore(limits.max_clients)
     live: set[socket.socket] = set()
     live_lock = threading.Lock()
-    gate = threading.Event()
-    gate.set()
-
-    def wait_for_acceptor() -> None:
-        if not gate.is_set():
-            gate.wait()
 
     def worker(conn: socket.socket, peer: object) -> None:
         try:
-            handle_connection(conn, peer, factory, limits, log, before_request=wait_for_acceptor)
+            handle_connection(conn, peer, factory, limits, log)
         finally:
             with live_lock:
                 live.discard(conn)
             slots.release()
-
-    def spawn(conn: socket.socket, peer: object) -> None:
-        if not slots.acquire(blocking=False):
-            _reject(conn, peer, limits, log)
-            return
-        with live_lock:
-            live.add(conn)
-        try:
-            threading.Thread(target=worker, args=(conn, peer), daemon=True).start()
-        except RuntimeError:  # "can't start new thread": the pids or memory limit, not a bug
-            with live_lock:
-                live.discard(conn)
-            slots.release()
-            _reject(conn, peer, limits, log)
-
-    def drain() -> None:
-        while not stop.is_set():
-            try:
-                conn, peer = drain_listener.accept()
-            except OSError:  # BlockingIOError: the backlog is empty; EMFILE & co: the next _accept pauses
-                return
-            spawn(conn, peer)
 
     try:
         while not stop.is_set():
             accepted = _accept(listener, log)
             if accepted is None:
                 continue
-            gate.clear()
+            conn, peer = accepted
+            if not slots.acquire(blocking=False):
+                _reject(conn, peer, limits, log)
+                continue
+            with live_lock:
+                live.add(conn)
             try:
-                spawn(*accepted)
-                drain()
-            finally:
-                gate.set()
+                threading.Thread(target=worker, args=(conn, peer), daemon=True).start()
+            except RuntimeError:  # "can't start new thread": the pids or memory limit, not a bug
+                with live_lock:
+                    live.discard(conn)
+                slots.release()
+                _reject(conn, peer, limits, log)
     finally:
-        gate.set()
-        drain_listener.close()
         with live_lock:
             for conn in live:
                 with contextlib.suppress(OSError):
