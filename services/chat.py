@@ -28,7 +28,16 @@ from collections.abc import Sequence
 
 from protocols.chat import PORT, ChatConnection, ChatRoom, Delivery, full_message
 from protocols.framing import DEFAULT_MAX_LINE
-from services.common import EventLog, base_parser, bind_tcp, peer_name, positive_float, positive_int, run_main
+from services.common import (
+    LISTEN_BACKLOG,
+    EventLog,
+    base_parser,
+    bind_tcp,
+    peer_name,
+    positive_float,
+    positive_int,
+    run_main,
+)
 from services.runners import cap_transport_reads
 
 DEFAULT_MAX_CLIENTS = 1000
@@ -133,7 +142,7 @@ class ChatServer:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self._stopping.set)
         listener.setblocking(False)
-        server = await loop.create_server(lambda: _Member(self), sock=listener, backlog=1024)
+        server = await loop.create_server(lambda: _Member(self), sock=listener, backlog=LISTEN_BACKLOG)
         host, port = listener.getsockname()[:2]
         self.log(
             "ready",

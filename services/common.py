@@ -187,7 +187,12 @@ def raise_on_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -
         signal.signal(signum, handler)
 
 
-def bind_tcp(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
+# The listen queue of every TCP server: 1,000 clients connecting at once must fit. asyncio's servers
+# call listen() again with their own backlog (100 unless told), so they are given this one too.
+LISTEN_BACKLOG = 1024
+
+
+def bind_tcp(host: str, port: int, *, backlog: int = LISTEN_BACKLOG) -> socket.socket:
     """A listening TCP socket with SO_REUSEADDR (restarts must not wait out TIME_WAIT)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from protocols.session import Output, Session, SessionFactory
-from services.common import EventLog, bind_tcp, peer_name
+from services.common import LISTEN_BACKLOG, EventLog, bind_tcp, peer_name
 
 if TYPE_CHECKING:  # imported where the asyncio model runs: it is a third of every other server's start-up
     import asyncio
@@ -488,7 +488,8 @@ async def _serve_asyncio(
             log.connection("disconnect", name, reason=reason)
 
     listener.setblocking(False)
-    server = await asyncio.start_server(handle, sock=listener, limit=limits.recv_size)
+    # backlog: start_server calls listen() again, with 100 unless told; 1,000 clients at once overflowed it.
+    server = await asyncio.start_server(handle, sock=listener, limit=limits.recv_size, backlog=LISTEN_BACKLOG)
     async with server:
         while not stop.is_set():
             await asyncio.sleep(_POLL)

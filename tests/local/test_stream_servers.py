@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +14,7 @@ import pytest
 from clients.common import read_line
 from clients.threaded import run_load
 from protocols.framing import LineBuffer
+from services.common import LISTEN_BACKLOG
 from tests import conformance
 from tests.local.conftest import ServerProcess
 
@@ -150,3 +153,22 @@ def test_a_thousand_connections_at_once(server: Start, model: str) -> None:
     report = run_load("127.0.0.1", upper.tcp, sessions=1000, lines=2, size=32, timeout=30)
     assert report.errors == []
     assert len(report.latencies) == 2000
+
+
+def _listen_backlog(port: int) -> int:
+    """The listen queue's size of the server on ``port``: ``ss`` shows it as a listener's Send-Q."""
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[2])
+
+
+@pytest.mark.parametrize("model", [*MODELS, "chat"])
+def test_every_listener_queues_a_thousand_connections(server: Start, model: str) -> None:
+    """asyncio calls listen() again with its own backlog (100 unless told): 1,000 clients at once overflowed it."""
+    if shutil.which("ss") is None:
+        pytest.fail("ss (iproute2) is needed to read the listen queue: apt-get install iproute2")
+    started = server("services.chat") if model == "chat" else server(f"services.{model}")
+    # "ready" comes before the event loop's own listen(): one exchange first, so that has happened.
+    with socket.create_connection(("127.0.0.1", started.tcp), timeout=5) as sock:
+        sock.sendall(b"/quit\n" if model == "chat" else b"x\n")
+        assert read_line(sock, LineBuffer())  # a reply (chat: its welcome), whatever it says
+    assert _listen_backlog(started.tcp) == LISTEN_BACKLOG
