@@ -29,6 +29,7 @@ from typing import Any, Literal, TypedDict
 
 from protocols.errors import LocalProtocolError, RemoteProtocolError
 from protocols.framing import chunks
+from protocols.stamps import PerSecond
 
 DEFAULT_PORT = 7739
 MAX_UDP_PAYLOAD = 65507  # 65535 - 8 (UDP header) - 20 (IPv4 header): the largest datagram one sendto can carry
@@ -336,23 +337,16 @@ def make_record(payload: bytes, source: Address, received: float, *, size: int |
 
 def iso_utc(epoch: float) -> str:
     """``2026-11-22T02:40:38.865728Z`` for an epoch time."""
-    # A sink stamps thousands of records a second: the date and time to the second are
-    # formatted once per second, only the microseconds for each record.
-    global _iso_cache
     fraction_s, whole = math.modf(epoch)  # rounded as datetime.fromtimestamp does (half to even)
     second, fraction = int(whole), round(fraction_s * 1e6)
     if fraction >= 1_000_000:
         second, fraction = second + 1, fraction - 1_000_000
     elif fraction < 0:
         second, fraction = second - 1, fraction + 1_000_000
-    cached_second, prefix = _iso_cache  # one tuple: threads never see a second with another's prefix
-    if second != cached_second:
-        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-        _iso_cache = (second, prefix)
-    return f"{prefix}{fraction:06d}Z"
+    return f"{_ISO_SECOND(second)}{fraction:06d}Z"  # the date and time to the second: once per second
 
 
-_iso_cache: tuple[int, str] = (-1, "")
+_ISO_SECOND = PerSecond(lambda second: datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S."))
 
 
 # --------------------------------------------------------------------------- chunks

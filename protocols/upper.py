@@ -15,6 +15,7 @@ from collections.abc import Callable
 from protocols.errors import LineTooLong
 from protocols.framing import DEFAULT_MAX_LINE, LineBuffer
 from protocols.session import Output
+from protocols.stamps import PerSecond
 
 PORT = 9000
 
@@ -30,16 +31,10 @@ def answer_line(line: bytes, *, now: float) -> bytes:
 
 def _ctime(now: float) -> str:
     """``time.ctime(now)``, formatted once per second: a busy server answers thousands of lines in each."""
-    global _ctime_cache
-    second = math.floor(now)  # as ctime rounds
-    cached_second, text = _ctime_cache  # one tuple: a thread never sees one second with another's text
-    if second != cached_second:
-        text = time.ctime(second)
-        _ctime_cache = (second, text)
-    return text
+    return _CTIME(math.floor(now))  # floor, as ctime rounds
 
 
-_ctime_cache: tuple[int, str] = (-1, "")
+_CTIME = PerSecond(time.ctime)
 
 
 def parse_answer(line: str) -> tuple[str, str]:

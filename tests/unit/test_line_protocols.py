@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from protocols import daytime, echo, upper
 from protocols.errors import RemoteProtocolError
+from protocols.stamps import PerSecond
 
 WHEN = datetime(2026, 11, 22, 2, 42, 19, tzinfo=UTC)
 
@@ -94,3 +95,10 @@ def test_the_reply_stamp_is_ctime_even_when_cached(now: float) -> None:
     # The stamp is formatted once per second and reused: it must still be ctime's for every time.
     assert upper.answer_line(b"x", now=now) == f"[{time.ctime(now)}] X\n".encode()
     assert upper.answer_line(b"x", now=now) == f"[{time.ctime(now)}] X\n".encode()
+
+
+def test_per_second_formats_once_per_second_in_a_row() -> None:
+    calls: list[int] = []
+    stamp = PerSecond(lambda second: calls.append(second) or f"s{second}")
+    assert [stamp(s) for s in (5, 5, 6, 6, 5)] == ["s5", "s5", "s6", "s6", "s5"]
+    assert calls == [5, 6, 5]
