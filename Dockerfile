@@ -20,11 +20,12 @@ ENV PYTHONPATH=/opt/testbed \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /opt/testbed
+COPY common/ /opt/testbed/common/
 COPY protocols/ /opt/testbed/protocols/
 COPY services/ /opt/testbed/services/
 COPY clients/ /opt/testbed/clients/
-# Only the lab's stdlib part: the delay line its impairment sidecars run (lab/cli.py needs PyYAML).
-COPY lab/__init__.py lab/delayline.py /opt/testbed/lab/
+# The programs the lab's sidecars run (the delay line); the host-side lab/ engine stays out.
+COPY tools/ /opt/testbed/tools/
 # Byte-compile now: the containers run with a read-only root.
 RUN python3 -m compileall -q /opt/testbed
 

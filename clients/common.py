@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from protocols.errors import TestbedError
+from common.errors import TestbedError
 from protocols.framing import LineBuffer
 
 

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from clients.common import ClientError, client_parser, run_client, udp_exchange
+from common.argtypes import non_negative_float, positive_int
 from protocols.creosote import (
     DEFAULT_PORT,
     DEFAULT_SPEW_DATAGRAM,
@@ -32,7 +33,6 @@ from protocols.creosote import (
     frame_message,
     parse_pong,
 )
-from services.common import non_negative_float, positive_int
 
 DEFAULT_HOST = "creosote"
 DEFAULT_TIMEOUT = 2.0

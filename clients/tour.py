@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from clients.common import ClientError
 from clients.probe import PROBES, probe
-from protocols.errors import TestbedError
+from common.errors import TestbedError
 
 DEFAULT_SERVICES = ("daytime", "echo", "creosote", "chat", "doctor", "threaded")
 

@@ -26,7 +26,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from lab import compose, model, swarm
-from protocols.errors import TestbedError
+from common.errors import TestbedError
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"

@@ -31,15 +31,10 @@ import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
 
-from lab.impair import (
-    ImpairError,
-    container_logs,
-    engine,
-    node_links,
-    resolve_scope,
-    running_container,
-    start_sidecar,
-)
+from lab import engine
+from lab.impair import sidecar as sidecars
+from lab.impair.links import node_links, resolve_scope
+from lab.impair.sidecar import ImpairError
 from lab.model import NetworkRef, NodeRef
 
 PCAP_IN_SIDECAR = "/var/tmp/capture.pcap"
@@ -202,46 +197,44 @@ def capture(
         raise ValueError(f"duration: {duration!r} must be more than 0 seconds")
     if count is not None and count < 1:
         raise ValueError(f"count: {count!r} must be at least 1")
-    with engine() as client:
-        if isinstance(target, NetworkRef):
-            try:
-                network = client.networks.get(target.docker_name)
-            except docker.errors.NotFound:
-                raise CaptureError(f"no network {target.docker_name} (is the lab up?)") from None
-            interface = _bridge_interface(network.attrs, target.docker_name)
-            network_mode, what = "host", f"network {target.network}"
-        else:
-            node = running_container(client, target.container)
-            interface = resolve_scope(target, node, node_links(node)).interface or "any"
-            network_mode, what = f"container:{node.id}", f"node {target.node}"
-        sidecar = start_sidecar(
-            client,
-            project=target.project,
-            role="capture",
-            command=tcpdump_command(interface, duration=duration, count=count, expression=expression),
-            network_mode=network_mode,
-            caps=CAPTURE_CAPS,
-            name=f"{target.project}-capture-{uuid.uuid4().hex[:8]}",
-            labels={"testbed.capture": what},
-        )
+    if isinstance(target, NetworkRef):
         try:
-            interrupted = False
-            try:
-                code = _wait(sidecar, None if duration is None else duration + GRACE)
-            except KeyboardInterrupt:
-                interrupted = True
-                code = _stop(sidecar)
-            if code is None:
-                _stop(sidecar)
-                raise CaptureError(f"tcpdump on {what} ({interface}) did not finish: {container_logs(sidecar)}")
-            if code not in (0, 124) and not interrupted:  # 124: timeout ended it, as asked
-                raise CaptureError(f"tcpdump on {what} ({interface}) exited {code}: {container_logs(sidecar)}")
-            _copy_out(sidecar, output)
-            if interrupted:
-                raise KeyboardInterrupt
-        finally:
-            with contextlib.suppress(docker.errors.APIError):
-                sidecar.remove(force=True)
+            network = engine.client().networks.get(target.docker_name)
+        except docker.errors.NotFound:
+            raise CaptureError(f"no network {target.docker_name}", "is the lab up?") from None
+        interface = _bridge_interface(network.attrs, target.docker_name)
+        network_mode, what = "host", f"network {target.network}"
+    else:
+        node = engine.running_container(target.container)
+        interface = resolve_scope(target, node, node_links(node)).interface or "any"
+        network_mode, what = f"container:{node.id}", f"node {target.node}"
+    sidecar = sidecars.start(
+        project=target.project,
+        role="capture",
+        command=tcpdump_command(interface, duration=duration, count=count, expression=expression),
+        network_mode=network_mode,
+        caps=CAPTURE_CAPS,
+        name=f"{target.project}-capture-{uuid.uuid4().hex[:8]}",
+        labels={"testbed.capture": what},
+    )
+    try:
+        interrupted = False
+        try:
+            code = _wait(sidecar, None if duration is None else duration + GRACE)
+        except KeyboardInterrupt:
+            interrupted = True
+            code = _stop(sidecar)
+        if code is None:
+            _stop(sidecar)
+            raise CaptureError(f"tcpdump on {what} ({interface}) did not finish: {engine.logs(sidecar)}")
+        if code not in (0, 124) and not interrupted:  # 124: timeout ended it, as asked
+            raise CaptureError(f"tcpdump on {what} ({interface}) exited {code}: {engine.logs(sidecar)}")
+        _copy_out(sidecar, output)
+        if interrupted:
+            raise KeyboardInterrupt
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            sidecar.remove(force=True)
     try:
         read_pcap(output.read_bytes()[:24])
     except ValueError as exc:
@@ -274,7 +267,7 @@ def _copy_out(sidecar: Container, output: Path) -> None:
     try:
         chunks, _stat = sidecar.get_archive(PCAP_IN_SIDECAR)
     except docker.errors.NotFound:
-        raise CaptureError(f"tcpdump wrote no file: {container_logs(sidecar)}") from None
+        raise CaptureError(f"tcpdump wrote no file: {engine.logs(sidecar)}") from None
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile() as spool:
         for chunk in chunks:

@@ -26,7 +26,7 @@ import docker.errors
 
 from lab import backend, compose, graph, model, swarm
 from lab.loader import LAB_NAME, TopologyError, load
-from protocols.errors import TestbedError
+from common.errors import TestbedError
 
 DEFAULT_TOPOLOGY = Path("topology") / "default.yaml"
 REPO_ROOT = Path(__file__).resolve().parent.parent

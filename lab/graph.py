@@ -18,7 +18,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from lab import model
-from protocols.errors import TestbedError
+from common.errors import TestbedError
 
 FONT = "DejaVu Sans Mono, Menlo, Consolas, monospace"
 SIZE = 12  # font size of box text; a monospace glyph is about 0.6 em wide

@@ -27,7 +27,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from lab import model
 from lab.catalogue import SERVICES, Service
-from protocols.errors import TestbedError
+from common.errors import TestbedError
 
 TOP_KEYS = ("name", "description", "networks", "nodes", "routers")
 NETWORK_KEYS = ("name", "subnet")

@@ -13,16 +13,21 @@ container.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from common import units
+
 DEFAULT_LAB = "default"
 PROJECT_PREFIX = "testbed"
 LAB_LABEL = "testbed.lab"
 ROLE_LABEL = "testbed.role"
+IMAGE_VARIABLE = "TESTBED_NODE_IMAGE"  # names another node image, for Compose files and the engine alike
+DEFAULT_NODE_IMAGE = "testbed/node:latest"
 
 
 def project_name(lab: str) -> str:
@@ -45,6 +50,51 @@ class Impairment:
     jitter_ms: float = 0
     loss_pct: float = 0
     rate_kbit: float | None = None
+
+    def __post_init__(self) -> None:
+        for what, value in (("delay", self.delay_ms), ("jitter", self.jitter_ms), ("loss", self.loss_pct)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{what}: {value!r} must be a finite number, 0 or more")
+        if self.loss_pct > 100:
+            raise ValueError(f"loss: {self.loss_pct:g}% is not {units.PERCENT_FORMS}")
+        if self.jitter_ms and not self.delay_ms:
+            raise ValueError(f"jitter: {self.jitter_ms:g}ms without a delay (add a delay too, like delay 80ms)")
+        if self.rate_kbit is not None and not (math.isfinite(self.rate_kbit) and self.rate_kbit > 0):
+            raise ValueError(f"rate: {self.rate_kbit!r} is not {units.RATE_FORMS}")
+
+    @classmethod
+    def parse(
+        cls, *, delay: str | None = None, jitter: str | None = None, loss: str | None = None, rate: str | None = None
+    ) -> Impairment:
+        """From the strings a user typed (``None`` or ``""``: not asked for), in ``common.units``' grammar.
+
+        Raises ``ValueError`` naming the field, the bad value and what to write instead.
+        """
+        fields = {"delay": delay, "jitter": jitter, "loss": loss, "rate": rate}
+        parsers = {
+            "delay": units.parse_duration_ms,
+            "jitter": units.parse_duration_ms,
+            "loss": units.parse_percent,
+            "rate": units.parse_rate_kbit,
+        }
+        values: dict[str, float] = {}
+        for name, text in fields.items():
+            if text:
+                try:
+                    values[name] = parsers[name](text)
+                except units.UnitError as exc:
+                    raise ValueError(f"{name}: {exc.explained()}") from None
+        return cls(
+            delay_ms=values.get("delay", 0.0),
+            jitter_ms=values.get("jitter", 0.0),
+            loss_pct=values.get("loss", 0.0),
+            rate_kbit=values.get("rate"),
+        )
+
+    @property
+    def empty(self) -> bool:
+        """True when it changes nothing (applying it is the same as clearing)."""
+        return not (self.delay_ms or self.jitter_ms or self.loss_pct) and self.rate_kbit is None
 
     def describe(self) -> str:
         """``delay 80ms±10ms loss 5% rate 1000kbit``, for progress lines and pictures."""

@@ -1,16 +1,14 @@
-"""The project's exceptions.
+"""The protocols' exceptions.
 
-One base class, split the way h11 and trio split theirs: the *peer* sent something
-wrong (remote) versus *our* code misused an API (local).
+Split the way h11 and trio split theirs: the *peer* sent something wrong (remote)
+versus *our* code misused an API (local). All derive from the project's root error.
 """
 
 from __future__ import annotations
 
+from common.errors import TestbedError
 
-class TestbedError(Exception):
-    """Base of every error this project raises on purpose."""
-
-    __test__ = False  # not a pytest test class, despite the name
+__all__ = ["LineTooLong", "LocalProtocolError", "RemoteProtocolError"]
 
 
 class RemoteProtocolError(TestbedError):

@@ -26,18 +26,11 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from common.argtypes import positive_float, positive_int
+from common.eventlog import EventLog
 from protocols.chat import PORT, ChatConnection, ChatRoom, Delivery, full_message
 from protocols.framing import DEFAULT_MAX_LINE
-from services.common import (
-    LISTEN_BACKLOG,
-    EventLog,
-    base_parser,
-    bind_tcp,
-    peer_name,
-    positive_float,
-    positive_int,
-    run_main,
-)
+from services.common import LISTEN_BACKLOG, base_parser, bind_tcp, peer_name, run_main
 from services.runners import cap_transport_reads
 
 DEFAULT_MAX_CLIENTS = 1000

@@ -1,7 +1,6 @@
-"""What every server shares: command-line options, one-line event logs, signals.
+"""What every server shares: command-line options, signals, listening sockets.
 
-Servers log one line per event to stdout, ``<UTC time> <server> <event> key=value…``,
-so ``docker compose logs`` reads like a timeline and tests can wait for ``ready``.
+The event log every server writes is ``common.eventlog``; argument types are ``common.argtypes``.
 """
 
 from __future__ import annotations
@@ -10,93 +9,10 @@ import argparse
 import signal
 import socket
 import sys
-import threading
-import time
 from collections.abc import Sequence
 from types import FrameType
 
-_log_lock = threading.Lock()
-
-
-def _quote(value: object) -> str:
-    text = str(value)
-    if text == "" or any(c in text for c in ' "=\n\r\t'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
-    return text
-
-
-def format_event(server: str, event: str, fields: dict[str, object], *, now: float | None = None) -> str:
-    """Render one log line (pure, for tests)."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now if now is not None else time.time()))
-    millis = int(((now if now is not None else time.time()) % 1) * 1000)
-    parts = [f"{stamp}.{millis:03d}Z", server, event]
-    parts += [f"{key}={_quote(value)}" for key, value in fields.items()]
-    return " ".join(parts)
-
-
-class EventLog:
-    """Writes event lines for one server; safe from threads and forked children.
-
-    ``connection`` events (connect/disconnect) from loopback peers are left out
-    unless ``log_loopback``: inside a container those are the health checks, and
-    a line every two seconds per service would drown what users do.
-    """
-
-    def __init__(self, server: str, *, stream=None, log_loopback: bool = False) -> None:  # type: ignore[no-untyped-def]
-        self.server = server
-        self._stream = stream
-        self.log_loopback = log_loopback
-        self._deferred: list[str] = []
-
-    def connection(self, event: str, peer: str, **fields: object) -> None:
-        """Log a per-connection event, unless it is a loopback peer's and those are muted."""
-        if self.log_loopback or not _is_loopback(peer):
-            self(event, peer=peer, **fields)
-
-    def __call__(self, event: str, **fields: object) -> None:
-        line = format_event(self.server, event, fields)
-        with _log_lock:
-            self._write(line + "\n")
-
-    def defer(self, event: str, **fields: object) -> None:
-        """Queue an event line until ``flush`` (or the next line written at once: order is kept).
-
-        For events that come thousands of times a second (creosote's records): a
-        write per line costs the server a system call each and the container
-        runtime's copiers (containerd-shim, dockerd) as much again; scripts/bench
-        measured that at ~0.6 of a core for 30,000 lines/s.
-        """
-        line = format_event(self.server, event, fields)
-        with _log_lock:
-            self._deferred.append(line)
-
-    @property
-    def deferred(self) -> int:
-        """Lines queued by ``defer`` and not yet written."""
-        return len(self._deferred)
-
-    def flush(self) -> None:
-        """Write the deferred lines now, in one write."""
-        with _log_lock:
-            self._write("")
-
-    def _write(self, text: str) -> None:
-        """Write the deferred lines, then ``text``; the caller holds ``_log_lock``."""
-        if self._deferred:
-            text = "\n".join(self._deferred) + "\n" + text
-            self._deferred.clear()
-        if not text:
-            return
-        stream = self._stream if self._stream is not None else sys.stdout
-        try:
-            stream.write(text)
-            stream.flush()
-        except (BrokenPipeError, ValueError):
-            pass  # stdout gone (closed pipe): logging must never kill a server
-
-
-def _is_loopback(peer: str) -> bool:
-    return peer.startswith(("127.", "[::1]"))
+from common.argtypes import port_number
 
 
 def peer_name(address: object) -> str:
@@ -113,50 +29,6 @@ def base_parser(name: str, description: str, *, port: int) -> argparse.ArgumentP
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=port_number, default=port, help="port to listen on (default: %(default)s)")
     return parser
-
-
-def port_number(text: str) -> int:
-    """argparse type: a TCP/UDP port, 0 meaning 'any free port'."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is out of range (0-65535)")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: seconds, greater than zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite number, zero or more (a pause, a delay, a percentage)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number, 0 or more")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a count, at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
 
 
 class Stopped(SystemExit):

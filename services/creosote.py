@@ -28,6 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TextIO
 
+from common.argtypes import port_number, positive_float, positive_int
+from common.errors import TestbedError
+from common.eventlog import EventLog
 from protocols.creosote import (
     DEFAULT_PORT,
     RECEIVE_BUFFER,
@@ -44,19 +47,8 @@ from protocols.creosote import (
     make_record,
     pong,
 )
-from protocols.errors import RemoteProtocolError, TestbedError
-from services.common import (
-    EventLog,
-    Stopped,
-    base_parser,
-    bind_udp,
-    peer_name,
-    port_number,
-    positive_float,
-    positive_int,
-    raise_on_signals,
-    run_main,
-)
+from protocols.errors import RemoteProtocolError
+from services.common import Stopped, base_parser, bind_udp, peer_name, raise_on_signals, run_main
 
 SERVER = "creosote"
 DEFAULT_RCVBUF = 4 * 2**20  # a burst of spew chunks must not overflow the kernel's queue

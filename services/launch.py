@@ -12,17 +12,10 @@ import threading
 from collections.abc import Sequence
 from typing import Protocol
 
+from common.argtypes import positive_float, positive_int
+from common.eventlog import EventLog
 from protocols.session import SessionFactory
-from services.common import (
-    EventLog,
-    base_parser,
-    bind_tcp,
-    bind_udp,
-    positive_float,
-    positive_int,
-    raise_on_signals,
-    run_main,
-)
+from services.common import base_parser, bind_tcp, bind_udp, raise_on_signals, run_main
 from services.runners import MODELS, DatagramAnswer, Limits, serve_datagrams, serve_stream
 
 

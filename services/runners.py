@@ -28,8 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from common.eventlog import EventLog
 from protocols.session import Output, Session, SessionFactory
-from services.common import LISTEN_BACKLOG, EventLog, bind_tcp, peer_name
+from services.common import LISTEN_BACKLOG, bind_tcp, peer_name
 
 if TYPE_CHECKING:  # imported where the asyncio model runs: it is a third of every other server's start-up
     import asyncio

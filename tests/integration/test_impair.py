@@ -218,7 +218,7 @@ def wait_ready(container: Container, *, timeout: float = 30) -> None:
 @pytest.fixture(scope="module")
 def engine(docker_client: docker.DockerClient, node_image: str) -> docker.DockerClient:
     """The plugin's client (skips locally, fails under CI without an engine), on a current node image."""
-    argv = ["python3", "-c", "import lab.delayline"]
+    argv = ["python3", "-c", "import tools.delayline"]
     probe = docker_client.containers.run(node_image, argv, remove=True, stderr=True)
     assert probe == b"", "the node image lacks lab/delayline.py: run scripts/setup to rebuild it"
     return docker_client

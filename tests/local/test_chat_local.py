@@ -22,7 +22,7 @@ import pytest
 
 from protocols.framing import LineBuffer
 from services.chat import ChatServer
-from services.common import EventLog
+from common.eventlog import EventLog
 from tests.local.conftest import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ import pytest
 from protocols import doctor as dr
 from protocols.doctor import Doctor, DoctorSession
 from protocols.framing import LineBuffer
-from services.common import EventLog
+from common.eventlog import EventLog
 from services.runners import Limits, StreamServer
 from tests.local.conftest import ServerProcess
 

@@ -17,7 +17,7 @@ import pytest
 
 from bench import loadgen, report
 from bench.stats import Histogram, bucket_bounds, bucket_of, median, merge_all, percentile
-from services.common import EventLog
+from common.eventlog import EventLog
 
 # --------------------------------------------------------------------------- histogram
 

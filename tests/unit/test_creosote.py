@@ -488,7 +488,7 @@ def test_host_and_port_rejects(text: str) -> None:
 
 
 def test_jsonl_writer_flush_schedule(tmp_path: Path) -> None:
-    from services.common import EventLog
+    from common.eventlog import EventLog
     from services.creosote import FLUSH_DELAY, IDLE_FLUSH, JsonlWriter
 
     path = tmp_path / "deep" / "records.jsonl"

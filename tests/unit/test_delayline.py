@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab import delayline as dl
+from tools import delayline as dl
 
 QUEUE = 7357
 

@@ -136,7 +136,7 @@ def test_delay_is_an_nfqueue_rule_and_a_delay_line() -> None:
         "iptables -w -t mangle -A POSTROUTING -j TESTBED-IMP",
     ]
     assert plan.delayline == (
-        "python3", "-m", "lab.delayline", "--queue", "7357", "--delay-ms", "80", "--jitter-ms", "10",
+        "python3", "-m", "tools.delayline", "--queue", "7357", "--delay-ms", "80", "--jitter-ms", "10",
         "--mark", "0x7e57",
     )  # fmt: skip
 

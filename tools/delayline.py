@@ -1,4 +1,4 @@
-"""``python3 -m lab.delayline``: a netem-style delay line on an NFQUEUE, for kernels without ``sch_netem``.
+"""``python3 -m tools.delayline``: a netem-style delay line on an NFQUEUE, for kernels without ``sch_netem``.
 
 An iptables rule hands packets to the queue (``-j NFQUEUE --queue-num N --queue-bypass``); this
 process holds each one until its delay is due. Stdlib only: it runs inside the node image, in a
@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from services.common import non_negative_float
+from common.argtypes import int_in, non_negative_float
 
 # linux/netlink.h
 NETLINK_NETFILTER = 12
@@ -674,32 +674,14 @@ def _read_available(sock: socket.socket, line: DelayLine, buffer: bytearray, *, 
             sock.send(drops)
 
 
-def _queue_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a queue number (0-65535)") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is out of range (0-65535)")
-    return value
-
-
-def _mark(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a mark (a number like 0x7e57)") from None
-    if not 0 < value <= 0xFFFFFFFF:
-        raise argparse.ArgumentTypeError(f"{text} is out of range (1-0xffffffff)")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python3 -m lab.delayline",
+        prog="python3 -m tools.delayline",
         description="Delay (and optionally drop) the packets an iptables NFQUEUE rule sends to a queue.",
     )
-    parser.add_argument("--queue", type=_queue_number, required=True, help="NFQUEUE number (0-65535)")
+    parser.add_argument(
+        "--queue", type=int_in(0, 65535, "a queue number"), required=True, help="NFQUEUE number (0-65535)"
+    )
     parser.add_argument("--delay-ms", type=non_negative_float, required=True, help="delay added to every packet")
     parser.add_argument("--jitter-ms", type=non_negative_float, default=0.0, help="uniform +/- variation of the delay")
     parser.add_argument("--loss-pct", type=non_negative_float, default=0.0, help="drop this percentage (NF_DROP)")
@@ -711,7 +693,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="hold every packet in the kernel instead of sending copies (no CAP_NET_RAW needed; slow TCP)",
     )
-    parser.add_argument("--mark", type=_mark, default=DEFAULT_MARK, help="fwmark of resent packets (default 0x7e57)")
+    parser.add_argument(
+        "--mark",
+        type=int_in(1, 0xFFFFFFFF, "a mark", base=0),
+        default=DEFAULT_MARK,
+        help="fwmark of resent packets (default 0x7e57)",
+    )
     parser.add_argument("--queue-maxlen", type=int, default=8192, help="packets the kernel holds (default 8192)")
     parser.add_argument("--rcvbuf", type=int, default=8 << 20, help="socket receive buffer in bytes (default 8 MiB)")
     return parser

@@ -1,0 +1,137 @@
+"""The Docker engine as every part of the lab reaches it: one client, the node image, containers, exec, logs.
+
+The backends, the runtime helpers (``lab.impair``, ``lab.capture``) and the pytest
+plugin all come through here, so "no engine answers", "no such container" and
+"the image is missing" read the same wherever they happen.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from common.errors import TestbedError
+from common.waiting import wait_until
+from lab import model
+
+# Labels Docker's own tools put on what they create.
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+CONFIG_LABEL = "com.docker.compose.project.config_files"
+STACK_LABEL = "com.docker.stack.namespace"  # on a stack's services, networks, volumes and task containers
+
+
+class LabError(TestbedError):
+    """Something the engine refused or could not do; ``hint`` says what to try."""
+
+    def __init__(self, what: str, hint: str = "") -> None:
+        super().__init__(f"{what} ({hint})" if hint else what)
+        self.what = what
+        self.hint = hint
+
+
+@functools.cache
+def client() -> docker.DockerClient:
+    """The client for the engine of ``DOCKER_HOST`` (one per process), or a ``LabError`` saying how to get one."""
+    found = None
+    try:
+        found = docker.from_env()
+        found.ping()
+    except Exception as exc:  # the SDK raises unrelated types (requests, FileNotFound, DockerException)
+        if found is not None:
+            found.close()
+        raise LabError(f"no Docker engine answers ({type(exc).__name__})", "start one with scripts/setup") from None
+    return found
+
+
+def node_image() -> str:
+    """The node image every node and sidecar runs: ``$TESTBED_NODE_IMAGE``, else ``testbed/node:latest``."""
+    return os.environ.get(model.IMAGE_VARIABLE) or model.DEFAULT_NODE_IMAGE
+
+
+def get_container(name: str) -> Container:
+    """A container by name or id, or a ``LabError``."""
+    try:
+        return client().containers.get(name)
+    except docker.errors.NotFound:
+        raise LabError(f"no container {name}", "is the lab up? lab ps shows it") from None
+
+
+def running_container(name: str) -> Container:
+    """A container that runs now, or a ``LabError`` saying what state it is in."""
+    container = get_container(name)
+    if container.status != "running":
+        raise LabError(f"container {name} is {container.status}, not running", "start the lab first")
+    return container
+
+
+def labelled(labels: dict[str, str] | Sequence[str], *, running_only: bool = False) -> list[Container]:
+    """Containers carrying every label given (``key=value`` pairs, or bare keys)."""
+    wanted = [f"{k}={v}" for k, v in labels.items()] if isinstance(labels, dict) else list(labels)
+    return list(client().containers.list(all=not running_only, filters={"label": wanted}))
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a command run inside a container did."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def output(self) -> str:
+        """What it printed, stdout then stderr."""
+        return self.out + self.err
+
+
+def text(output: bytes | Iterable[bytes] | None) -> str:
+    """``exec_run`` or ``logs`` output (bytes unless streamed) as text."""
+    if output is None:
+        return ""
+    data = output if isinstance(output, bytes) else b"".join(output)
+    return data.decode("utf-8", errors="replace")
+
+
+def run_in(container: Container, argv: Sequence[str], *, user: str | None = None) -> Ran:
+    """Run ``argv`` inside ``container`` without a terminal; its exit code and output."""
+    result = container.exec_run(list(argv), user=user or "", demux=True)
+    output: Any = result.output  # with demux, a (stdout, stderr) pair; the stubs do not know
+    out, err = output if isinstance(output, tuple) else (output, b"")
+    return Ran(-1 if result.exit_code is None else int(result.exit_code), text(out), text(err))
+
+
+def logs(container: Container) -> str:
+    """Everything the container has written so far ("" once it is gone)."""
+    try:
+        return text(container.logs()).strip()
+    except docker.errors.APIError:
+        return ""
+
+
+def wait_for_output(container: Container, marker: str, *, timeout: float = 30.0) -> str:
+    """Wait until ``marker`` shows in the container's output and return it all.
+
+    Fails at once, with the output so far, if the container stops first.
+    """
+
+    def seen() -> str | None:
+        output = logs(container)
+        if marker in output:
+            return output
+        container.reload()
+        if container.status != "running":
+            raise LabError(f"{container.name} stopped ({container.status}) before {marker.strip()!r}: {output}")
+        return None
+
+    try:
+        return wait_until(seen, timeout=timeout, what=f"{container.name} to print {marker.strip()!r}")
+    except TimeoutError as exc:
+        raise LabError(f"{exc}: {logs(container)}") from None

@@ -1,0 +1,44 @@
+"""``python3 -m services``: list the servers of this image and how to start one.
+
+The node image's default command, so ``docker run --rm testbed/node`` says what it holds.
+"""
+
+from __future__ import annotations
+
+import ast
+import pkgutil
+import sys
+from pathlib import Path
+
+import services
+
+NOT_SERVERS = {"common", "launch", "runners", "__main__"}
+
+
+def summaries() -> list[tuple[str, str]]:
+    """(module, first docstring line) of every server module, read without importing (no side effects)."""
+    found = []
+    for info in pkgutil.iter_modules(services.__path__):
+        if info.name in NOT_SERVERS:
+            continue
+        source = Path(services.__path__[0], f"{info.name}.py").read_text(encoding="utf-8")
+        found.append((info.name, _summary(ast.get_docstring(ast.parse(source)) or "", info.name)))
+    return sorted(found)
+
+
+def _summary(doc: str, name: str) -> str:
+    """The docstring's first paragraph, without the ``python -m services.NAME`` it may open with."""
+    text = doc.removeprefix(f"``python -m services.{name}``").lstrip(":. \n")
+    paragraph = " ".join(text.split("\n\n", 1)[0].split()).rstrip(".")
+    return paragraph[:1].upper() + paragraph[1:]
+
+
+def main() -> int:
+    print("The servers of this image; each takes --help, --host and --port:\n")
+    for name, summary in summaries():
+        print(f"  python3 -m services.{name:<10} {summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
