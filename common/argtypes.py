@@ -83,3 +83,11 @@ def _unit(parser: Callable[[str], float]) -> Callable[[str], float]:
 duration_ms = _unit(units.parse_duration_ms)
 percent = _unit(units.parse_percent)
 rate_kbit = _unit(units.parse_rate_kbit)
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number, zero or more (an offset)."""
+    value = int(_number(text, int, "a whole number"))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value

@@ -29,7 +29,7 @@ from lab import model
 from lab.catalogue import ROUTER, SERVICES, Service
 from lab.loader import TopologyError, load
 
-IMAGE = "${TESTBED_NODE_IMAGE:-testbed/node:latest}"
+IMAGE = f"${{{model.IMAGE_VARIABLE}:-{model.DEFAULT_NODE_IMAGE}}}"  # Compose reads the variable when it runs
 # One check a second: "up --wait" waits for the first one, and Docker 20.10 (API 1.41) has no
 # start_interval to check sooner while starting. The netcat probe keeps that cheap.
 HEALTH = {"interval": "1s", "timeout": "3s", "retries": 3, "start_period": "10s"}

@@ -29,7 +29,6 @@ import contextlib
 import os
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +44,9 @@ from docker.models.containers import Container
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
-NODE_IMAGE = os.environ.get("TESTBED_NODE_IMAGE", "testbed/node:latest")
+from common.waiting import wait_until
+from lab import engine
+
 RUN_ID = uuid.uuid4().hex[:10]
 RUN_LABELS = {"testbed.suite": "1", "testbed.run": RUN_ID, "testbed.run.pid": str(os.getpid())}
 READY_TIMEOUT = 30.0
@@ -125,20 +126,6 @@ def sweep(client: docker.DockerClient, *, run: str | None = None) -> int:
     return removed
 
 
-def wait_for_output(container: Container, text: str, *, timeout: float = 30) -> str:
-    """Poll a running container's output until ``text`` appears (a readiness wait, not a sleep)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        output = container.logs().decode("utf-8", errors="replace")
-        if text in output:
-            return output
-        container.reload()
-        if container.status == "exited":
-            break
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} never appeared; output so far:\n{container.logs().decode(errors='replace')}")
-
-
 @dataclass(frozen=True)
 class ClientResult:
     """What a client container did."""
@@ -182,10 +169,9 @@ class Node:
         return str(self.wrapped.attrs["NetworkSettings"]["Networks"][self.lab.name]["IPAddress"])
 
     def exec(self, *argv: str, user: str = "node") -> tuple[int, str]:
-        """Run a command inside the node; (exit code, combined output)."""
-        result: Any = self.wrapped.exec_run(list(argv), user=user)
-        code, output = result
-        return int(code), bytes(output).decode("utf-8", errors="replace")
+        """Run a command inside the node; (exit code, output: stdout then stderr)."""
+        ran = engine.run_in(self.wrapped, argv, user=user)
+        return ran.code, ran.output
 
     def probe(self, *, timeout: float = 2.0) -> tuple[int, str]:
         """Speak the node's protocol to it from inside its own namespace."""
@@ -195,20 +181,20 @@ class Node:
 
     def wait_ready(self, *, timeout: float = READY_TIMEOUT) -> None:
         """Poll the protocol probe until it passes; fail with the container's logs if it never does."""
-        deadline = time.monotonic() + timeout
         last = ""
-        while time.monotonic() < deadline:
+
+        def answered() -> bool | None:
+            nonlocal last
             self.wrapped.reload()
             if self.wrapped.status in {"exited", "dead"}:
-                break
+                raise AssertionError(f"{self.hostname} ({self.service}) {self.wrapped.status}; logs:\n{self.logs()}")
             code, last = self.probe()
-            if code == 0:
-                return
-            time.sleep(0.1)  # between probe attempts, not in place of one
-        raise AssertionError(
-            f"{self.hostname} ({self.service}) not ready after {timeout:g} s; last probe: {last.strip()}\n"
-            f"status: {self.wrapped.status}\nlogs:\n{self.logs()}"
-        )
+            return code == 0
+
+        try:
+            wait_until(answered, timeout=timeout, interval=0.1, what=f"{self.hostname} ({self.service}) to answer")
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}; last probe: {last.strip()}\nlogs:\n{self.logs()}") from None
 
     def logs(self) -> str:
         return self.wrapped.logs().decode("utf-8", errors="replace")
@@ -356,21 +342,17 @@ def docker_client() -> Iterator[docker.DockerClient]:
     problem = _unix_socket_problem(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
     if problem:  # checked first: a client built on a dead socket leaks it, which -W error turns into a failure
         require_docker_or_skip(problem)
-    client: docker.DockerClient | None = None
     try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # the SDK raises several unrelated types for "no engine"
-        if client is not None:
-            client.close()
-        require_docker_or_skip(f"no Docker engine answers ({type(exc).__name__})")
-    assert client is not None
+        client = engine.client()  # the lab engine's own: the tests and the lab share one connection
+    except engine.LabError as exc:
+        require_docker_or_skip(str(exc))
     sweep(client)
     try:
         yield client
     finally:
         sweep(client, run=RUN_ID)
         client.close()
+        engine.client.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -386,10 +368,10 @@ def node_image(docker_client: docker.DockerClient) -> str:
         if result.returncode != 0:
             pytest.fail(f"scripts/setup failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
     try:
-        docker_client.images.get(NODE_IMAGE)
+        docker_client.images.get(engine.node_image())
     except docker.errors.ImageNotFound:
-        pytest.fail(f"image {NODE_IMAGE} is missing: run scripts/setup to build it", pytrace=False)
-    return NODE_IMAGE
+        pytest.fail(f"image {engine.node_image()} is missing: run scripts/setup to build it", pytrace=False)
+    return engine.node_image()
 
 
 @contextlib.contextmanager

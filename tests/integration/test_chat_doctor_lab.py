@@ -7,7 +7,8 @@ import json
 import pytest
 from docker.models.containers import Container
 
-from lab.testing import Lab, wait_for_output
+from lab.engine import wait_for_output
+from lab.testing import Lab
 
 # A scripted chat member: each step sends a line or waits for a line matching a regex.
 # Everything received is printed, so the test (and a human) can read the conversation.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from docker.models.containers import Container
 
-from lab.testing import Lab, wait_for_output
+from lab.engine import wait_for_output
+from lab.testing import Lab
 
 
 @pytest.fixture(scope="module")

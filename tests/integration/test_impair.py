@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import statistics
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,12 +28,12 @@ from docker.models.containers import Container
 from docker.models.networks import Network
 
 from lab import capture, impair
-from lab.impair import Impairment
-from lab.model import NetworkRef, NodeRef
+from lab import engine as lab_engine
+from lab.model import Impairment, NetworkRef, NodeRef
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
-IMAGE = os.environ.get("TESTBED_NODE_IMAGE", "testbed/node:latest")
+IMAGE = lab_engine.node_image()
 HARDENING: dict[str, Any] = {
     "user": "node",
     "cap_drop": ["ALL"],
@@ -203,16 +201,7 @@ def address(container: Container, network: str) -> str:
 
 def wait_ready(container: Container, *, timeout: float = 30) -> None:
     """Until the server logs ``ready`` (it does once it accepts), or fail with its logs."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        logs = bytes(container.logs()).decode(errors="replace")
-        if " ready " in logs:
-            return
-        container.reload()
-        if container.status != "running":
-            break
-        time.sleep(0.05)
-    pytest.fail(f"{container.name} not ready: {container.status}\n{bytes(container.logs()).decode()}")
+    lab_engine.wait_for_output(container, " ready ", timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +209,7 @@ def engine(docker_client: docker.DockerClient, node_image: str) -> docker.Docker
     """The plugin's client (skips locally, fails under CI without an engine), on a current node image."""
     argv = ["python3", "-c", "import tools.delayline"]
     probe = docker_client.containers.run(node_image, argv, remove=True, stderr=True)
-    assert probe == b"", "the node image lacks lab/delayline.py: run scripts/setup to rebuild it"
+    assert probe == b"", "the node image lacks tools/delayline.py: run scripts/setup to rebuild it"
     return docker_client
 
 
@@ -271,7 +260,7 @@ def cleared(pair: Pair) -> Iterator[Pair]:
 
 def test_delay_adds_80ms_to_a_round_trip_and_clear_removes_it(cleared: Pair) -> None:
     base = cleared.rtt_ms()
-    backend = impair.apply(cleared.peer_ref, impair.parse_impairment("80ms", None, None, None))
+    backend = impair.apply(cleared.peer_ref, Impairment.parse(delay="80ms"))
     assert backend in {"netem", "nfqueue"}
     delayed = cleared.rtt_ms()
     print(f"\nmeasured: round trip {base:.3f} ms -> {delayed:.2f} ms with 80ms delay ({backend})")
@@ -298,7 +287,7 @@ def test_reapplying_replaces_the_impairment(cleared: Pair) -> None:
 
 
 def test_jitter_stays_in_its_band(cleared: Pair) -> None:
-    impair.apply(cleared.peer_ref, impair.parse_impairment("40ms", "10ms", None, None))
+    impair.apply(cleared.peer_ref, Impairment.parse(delay="40ms", jitter="10ms"))
     samples = sorted(cleared.run(RTT, "server", 40))
     inside = sum(29.5 <= s <= 52 for s in samples) / len(samples)
     print(
@@ -316,7 +305,7 @@ def test_jitter_stays_in_its_band(cleared: Pair) -> None:
 def test_loss_of_5_percent_over_2000_datagrams(cleared: Pair) -> None:
     clean = cleared.run(UDP, "server", 2000, 100, 0.3)
     assert clean["received"] >= 1995, clean  # the path itself loses (next to) nothing
-    impair.apply(cleared.peer_ref, impair.parse_impairment(None, None, "5%", None))
+    impair.apply(cleared.peer_ref, Impairment.parse(loss="5%"))
     result = cleared.run(UDP, "server", 2000, 100, 0.3)
     lost = 100 * (1 - result["received"] / result["sent"])
     print(f"\nmeasured: {lost:.2f}% of {result['sent']} datagrams lost with 5% loss")
@@ -324,7 +313,7 @@ def test_loss_of_5_percent_over_2000_datagrams(cleared: Pair) -> None:
 
 
 def test_rate_of_1mbit_for_a_bulk_transfer(cleared: Pair) -> None:
-    impair.apply(cleared.peer_ref, impair.parse_impairment(None, None, None, "1mbit"))
+    impair.apply(cleared.peer_ref, Impairment.parse(rate="1mbit"))
     result = cleared.run(BULK, "server", 625_000)  # 5 s at 1 mbit/s
     assert result["bytes"] == 625_000
     kbit = result["bytes"] * 8 / result["seconds"] / 1000
@@ -438,7 +427,7 @@ def test_capture_stops_at_a_packet_count(cleared: Pair, tmp_path: Path) -> None:
 
 def test_errors_are_one_clear_line(pair: Pair) -> None:
     ghost = NodeRef(pair.project, "ghost", f"{pair.project}-ghost")
-    with pytest.raises(impair.ImpairError, match=r"no container .*ghost"):
+    with pytest.raises(lab_engine.LabError, match=r"no container .*ghost"):
         impair.apply(ghost, Impairment(delay_ms=1))
     with pytest.raises(impair.ImpairError, match="no interface or network 'eth9'"):
         impair.apply(NodeRef(pair.project, "client", str(pair.peer.name), interface="eth9"), Impairment(delay_ms=1))

@@ -1,0 +1,210 @@
+"""What every backend is: one interface for a lab's life on an engine, and what they share.
+
+Kathará's ``IManager`` is the shape: the command line and the pytest plugin call a
+``Backend`` and never ask which one it is. A backend knows the model and Docker,
+nothing of the command line. Compose projects and Swarm stacks implement it now;
+a cluster of engines is the next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+from docker.models.containers import Container
+
+from lab import engine, model
+from lab.engine import PROJECT_LABEL, STACK_LABEL, LabError
+from lab.swarm import NODE_LABEL
+
+Say = Callable[[str], None]
+
+
+def quiet(_line: str) -> None:
+    """A ``Say`` that says nothing."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of ``lab ps`` or of the summary after ``lab up``."""
+
+    node: str
+    role: str
+    state: str
+    addresses: str
+    ports: str
+    machine: str = ""  # the Swarm node running it; "" for Compose
+
+
+def table(rows: Sequence[Row]) -> str:
+    """Rows as an aligned text table with a header; a MACHINE column when the rows are Swarm tasks."""
+    swarm_rows = any(r.machine for r in rows)
+    ports = "PORTS (every interface)" if swarm_rows else "PORTS (127.0.0.1 only)"
+    header = Row("NODE", "ROLE", "STATE", "ADDRESSES", ports, "MACHINE")
+    cells = [
+        (r.node, r.role, r.state, r.addresses, r.ports, *([r.machine] if swarm_rows else [])) for r in (header, *rows)
+    ]
+    columns = len(cells[0])
+    widths = [max(len(c[i]) for c in cells) for i in range(columns)]
+    return "\n".join("  ".join(c[i].ljust(widths[i]) for i in range(columns)).rstrip() for c in cells)
+
+
+def state_dir(root: Path | None = None) -> Path:
+    """Where generated Compose and stack files go: ``root``, ``$LAB_STATE_DIR``, or ``.lab`` here."""
+    return root or Path(os.environ.get("LAB_STATE_DIR", ".lab"))
+
+
+def run_docker(argv: Sequence[str], *, hint: str, echo_stderr: bool = False) -> None:
+    """Run one ``docker ...`` command (Compose, stack); on failure raise with the tail of its output."""
+    try:
+        result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise LabError("no docker command", "install Docker with scripts/setup") from None
+    if echo_stderr and result.stderr.strip():
+        for line in result.stderr.strip().splitlines():
+            print(f"    {line.strip()}", file=sys.stderr)
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        what = f"{' '.join(argv[1:3])} failed: {' / '.join(t.strip() for t in tail)}"
+        raise LabError(what, f"{hint}; the command was: {' '.join(argv)}")
+
+
+def inventory(filters: dict[str, Any], *, volumes: bool) -> list[str]:
+    """What matches ``filters`` on the engine, as ``container X``, ``network Y``, ``volume Z``."""
+    client = engine.client()
+    items = [f"container {c.name}" for c in client.containers.list(all=True, filters=filters)]
+    items += [f"network {n.name}" for n in client.networks.list(filters=filters)]
+    items += [f"volume {v.name}" for v in client.volumes.list(filters=filters)] if volumes else []
+    return items
+
+
+def remove_labelled(filters: dict[str, Any], *, volumes: bool, networks: bool = True) -> list[str]:
+    """Remove what matches ``filters``: containers first (sidecars sharing a namespace before their node)."""
+    client = engine.client()
+    removed = []
+    found = client.containers.list(all=True, filters=filters)
+    found.sort(key=lambda c: not str(c.attrs["HostConfig"].get("NetworkMode", "")).startswith("container:"))
+    for container in found:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+            removed.append(f"container {container.name}")
+    for network in client.networks.list(filters=filters) if networks else []:
+        with contextlib.suppress(docker.errors.NotFound):
+            network.remove()
+            removed.append(f"network {network.name}")
+    for volume in client.volumes.list(filters=filters) if volumes else []:
+        with contextlib.suppress(docker.errors.NotFound):
+            volume.remove(force=True)
+            removed.append(f"volume {volume.name}")
+    return removed
+
+
+def remove_sidecars(project: str) -> list[str]:
+    """Containers labelled with the lab (by name or project) that neither Compose nor Swarm started."""
+    removed = []
+    for value in sorted({model.lab_name(project), project}):
+        for container in engine.labelled({model.LAB_LABEL: value}):
+            if PROJECT_LABEL not in container.labels and STACK_LABEL not in container.labels:
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True)
+                    removed.append(f"container {container.name}")
+    return removed
+
+
+class Backend(ABC):
+    """A lab's life on an engine: start, stop, look, and find a node's container."""
+
+    kind: str  # "compose" or "swarm": how the lab is described to users ("project X" / "stack X")
+
+    @abstractmethod
+    def up(self, topology: model.Topology, *, profiles: Sequence[str], files: Path, say: Say,
+           port_offset: int = 0) -> tuple[model.Node, ...]:  # fmt: skip
+        """Start the lab (its members in ``profiles``) and wait until every node is healthy; the members started."""
+
+    @abstractmethod
+    def down(self, project: str, *, topology: model.Topology | None, files: Path, volumes: bool, say: Say) -> list[str]:
+        """Stop and remove a lab (its volumes too with ``volumes``); what was removed."""
+
+    @abstractmethod
+    def deployed(self, project: str) -> bool:
+        """Whether this backend has the lab on the engine."""
+
+    @abstractmethod
+    def status(self, project: str, *, order: Sequence[str] = ()) -> list[Row]:
+        """One row per node: topology order first (when known), then by name."""
+
+    @abstractmethod
+    def kept_volumes(self, project: str) -> list[str]:
+        """Volumes a ``down`` without ``volumes`` left on purpose (the creosote logs)."""
+
+    @abstractmethod
+    def node_containers(self, project: str, node: str | None = None) -> list[Container]:
+        """The containers of a lab (of one node) that this engine runs."""
+
+    @abstractmethod
+    def network_names(self, project: str) -> list[str]:
+        """Docker's names of the lab's networks."""
+
+    @abstractmethod
+    def where(self, project: str) -> str:
+        """Where the lab runs, for messages: ``(project testbed-x)``, ``on Swarm (stack testbed-x)``."""
+
+    # ----------------------------------------------------------------------- shared on top of the above
+
+    def find_container(self, project: str, node: str) -> Container:
+        """The container of one node of a lab, or a ``LabError`` listing the nodes there are."""
+        found = self.node_containers(project, node)
+        if found:
+            return found[0]
+        names = sorted({node_name(c) for c in self.node_containers(project)})
+        hint = f"nodes: {', '.join(names)}" if names else f"is lab {model.lab_name(project)!r} up? try lab ps"
+        raise LabError(f"no node {node!r} in lab {model.lab_name(project)!r}", hint)
+
+    def networks(self, project: str) -> list[str]:
+        """The topology names of the lab's networks."""
+        return sorted(name.removeprefix(f"{project}_") for name in self.network_names(project))
+
+    def network_ref(self, project: str, network: str) -> model.NetworkRef:
+        """A ``NetworkRef``; Docker names a lab network ``<project>_<network>``."""
+        if network not in self.networks(project):
+            raise LabError(f"no network {network!r} in lab {model.lab_name(project)!r}", "see lab ps")
+        return model.NetworkRef(project=project, network=network, docker_name=f"{project}_{network}")
+
+    def node_ref(self, project: str, node: str, *, network: str | None = None) -> model.NodeRef:
+        """A ``NodeRef`` for the runtime helpers; with ``network``, narrowed to that network's interface."""
+        container = self.find_container(project, node)
+        interface = None if network is None else interface_on(container, self.network_ref(project, network))
+        return model.NodeRef(project=project, node=node, container=str(container.name), interface=interface)
+
+    def run_in(self, project: str, node: str, argv: Sequence[str], *, user: str | None = None) -> engine.Ran:
+        """Run a command in a node without a terminal."""
+        return engine.run_in(self.find_container(project, node), argv, user=user)
+
+
+def node_name(container: Container) -> str:
+    """The topology's name of the node a container runs (Compose service or Swarm task label)."""
+    return str(container.labels.get(engine.SERVICE_LABEL) or container.labels.get(NODE_LABEL) or container.name)
+
+
+def interface_on(container: Container, network: model.NetworkRef) -> str:
+    """The interface name (``eth1``...) a container has on a network: matched by its address there."""
+    container.reload()
+    settings = container.attrs["NetworkSettings"]["Networks"].get(network.docker_name)
+    if not settings:
+        raise LabError(f"{container.name} is not on network {network.network!r}", "see lab ps")
+    ran = engine.run_in(container, ["ip", "-o", "-4", "addr", "show"])
+    for line in ran.out.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[3].split("/")[0] == settings["IPAddress"]:
+            return fields[1].split("@")[0]
+    raise LabError(
+        f"no interface of {container.name} has {settings['IPAddress']} (ip addr exit {ran.code})", "is it up?"
+    )

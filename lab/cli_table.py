@@ -1,0 +1,149 @@
+"""The whole ``lab`` command line as one argparse table (the handlers are in ``lab.cli``).
+
+The same flag means the same thing in every verb: ``-t/--lab`` names the lab a
+verb acts on, ``-o/--output`` the file it writes, ``--swarm`` a Swarm stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from common.argtypes import non_negative_int, positive_float, positive_int
+from common.errors import TestbedError
+
+EXAMPLES = """examples:
+  lab up                                        the default lab (the same as docker compose up in the repo)
+  lab up topology/two-lans.yaml                 two LANs and a router
+  lab exec -t two-lans client -- traceroute -n daytime
+  lab impair -t two-lans router --delay 80ms --loss 5%
+  lab graph topology/two-lans.yaml -o two-lans.svg
+  lab down two-lans
+  lab up --swarm                                the default lab as a Swarm stack (several machines)
+  lab down --swarm
+
+Which lab a verb acts on: the one named (-t NAME|FILE, or the topology
+argument of up, down, graph, validate and render), else the only lab
+running, else the default lab. Every verb has --help.
+"""
+
+
+class UsageError(TestbedError):
+    """The command line asks for something that cannot be; ``hint`` says what to write."""
+
+    def __init__(self, what: str, hint: str) -> None:
+        super().__init__(f"{what} ({hint})")
+
+
+def _lab(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-t", "--lab", "--topology", dest="lab", metavar="LAB",
+        help="lab name or topology file (default: the only running lab, or default)",
+    )  # fmt: skip
+
+
+def _topology(parser: argparse.ArgumentParser, *, optional: bool = True) -> None:
+    kwargs: dict[str, Any] = {"nargs": "?"} if optional else {}
+    parser.add_argument("topology", help="topology file or lab name (default: topology/default.yaml)", **kwargs)
+
+
+def _swarm(parser: argparse.ArgumentParser, *, offset: bool = False) -> None:
+    parser.add_argument("--swarm", action="store_true", help="a Docker Swarm stack across machines (docs/swarm.md)")
+    if offset:
+        parser.add_argument(
+            "--port-offset", type=non_negative_int, default=0, metavar="N",
+            help="with --swarm: publish every host port at PORT+N (Swarm binds every interface, not 127.0.0.1)",
+        )  # fmt: skip
+
+
+def _verbs(sub: Any) -> None:
+    """The command line, one verb at a time."""
+    p = sub.add_parser("up", help="validate, render and start a lab; wait until every node is healthy")
+    _topology(p)
+    p.add_argument("--profile", action="append", default=[], help="also start the nodes of this profile (repeatable)")
+    _swarm(p, offset=True)
+
+    p = sub.add_parser("down", help="stop a lab and remove its containers and networks")
+    _topology(p)
+    _lab(p)
+    p.add_argument("-v", "--volumes", action="store_true", help="remove its volumes (the creosote logs) too")
+    _swarm(p)
+
+    p = sub.add_parser("ps", help="list a lab's nodes: state, addresses, published ports")
+    _lab(p)
+    _swarm(p)
+
+    p = sub.add_parser("exec", help="run a command inside a node: lab exec NODE -- COMMAND ...")
+    _lab(p)
+    p.add_argument("--user", help="run as this user (default: the container's, node)")
+    p.add_argument("node", help="node name (its hostname)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
+
+    p = sub.add_parser("logs", help="show a node's log (its event lines)")
+    _lab(p)
+    p.add_argument("node", help="node name")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p.add_argument("--tail", default="all", help="only the last N lines (default: all)")
+
+    p = sub.add_parser("impair", help="add delay, jitter, loss or a rate limit to a node's links (or --clear)")
+    _lab(p)
+    p.add_argument("node", help="node name")
+    p.add_argument("--network", help="only the link to this network (default: every link of the node)")
+    p.add_argument("--delay", help="added one-way delay, like 80ms, 1s or 250us")
+    p.add_argument("--jitter", help="delay variation, like 10ms (needs --delay)")
+    p.add_argument("--loss", help="packets dropped, like 5%%")
+    p.add_argument("--rate", help="bandwidth limit in bits per second, like 1mbit or 512kbit")
+    p.add_argument("--clear", action="store_true", help="remove the node's impairments")
+
+    p = sub.add_parser("partition", help="cut all traffic between two nodes (lab heal restores it)")
+    _lab(p)
+    p.add_argument("a", help="node name")
+    p.add_argument("b", help="node name")
+
+    p = sub.add_parser(
+        "heal", help="undo every partition and disconnection of a lab (impairments stay: impair --clear)"
+    )
+    _lab(p)
+
+    p = sub.add_parser("capture", help="capture packets of a node or a whole network into a pcap file")
+    _lab(p)
+    p.add_argument("target", metavar="NODE|NETWORK", help="a node name or a network name")
+    p.add_argument("-o", "--output", type=Path, required=True, help="pcap file to write, like trace.pcap")
+    limit = p.add_mutually_exclusive_group()
+    limit.add_argument("--duration", type=positive_float, help="stop after S seconds")
+    limit.add_argument("--count", type=positive_int, help="stop after N packets")
+
+    p = sub.add_parser("graph", help="draw a lab: .svg, .png, .dot or .mmd (Mermaid), by the output's suffix")
+    _topology(p)
+    p.add_argument("-o", "--output", type=Path, help="picture to write (default: <lab>.svg)")
+
+    p = sub.add_parser("validate", help="check a topology file; one line per problem, exit 2 when any")
+    _topology(p, optional=False)
+
+    p = sub.add_parser("render", help="write a topology's Compose file (or with --swarm its stack file)")
+    _topology(p, optional=False)
+    p.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    p.add_argument("--profile", action="append", default=[], help="with --swarm: include this profile's nodes")
+    _swarm(p, offset=True)
+
+    p = sub.add_parser("wipe", help="remove every container, network and volume labelled testbed.lab (or one lab's)")
+    _lab(p)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The whole ``lab`` command line."""
+    root = argparse.ArgumentParser(
+        prog="lab",
+        description="Bring socket-server labs up and down, look inside them, impair their links, draw them.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    root.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where generated Compose files go (default: $LAB_STATE_DIR or .lab)",
+    )
+    _verbs(root.add_subparsers(dest="verb", required=True, metavar="VERB"))
+    return root
