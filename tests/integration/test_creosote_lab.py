@@ -54,8 +54,17 @@ def text_is(text: str) -> Callable[[Record], bool]:
 def test_three_client_hosts_at_once(lab: Lab, sink: Node) -> None:
     senders = [
         lab.start_client(
-            "python3", "-m", "clients.spew", "--host", "creosote", "--count", "50", "--interval", "0.001",
-            f"hello from sender-{i}", hostname=f"sender-{i}",
+            "python3",
+            "-m",
+            "clients.spew",
+            "--host",
+            "creosote",
+            "--count",
+            "50",
+            "--interval",
+            "0.001",
+            f"hello from sender-{i}",
+            hostname=f"sender-{i}",
         )
         for i in range(3)
     ]
@@ -103,7 +112,15 @@ def test_real_syslog_sender(lab: Lab, sink: Node, style: str) -> None:
 
 def test_restart_loses_no_record_written_before_it(lab: Lab, sink: Node) -> None:
     lab.run_client(
-        "python3", "-m", "clients.spew", "--host", "creosote", "--count", "200", "--interval", "0.001",
+        "python3",
+        "-m",
+        "clients.spew",
+        "--host",
+        "creosote",
+        "--count",
+        "200",
+        "--interval",
+        "0.001",
         "before-restart",
     ).check()
     wait_for_records(sink, lambda r: r.get("text") == "before-restart", count=200)
