@@ -25,8 +25,8 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from lab import compose, model, swarm
 from common.errors import TestbedError
+from lab import compose, model, swarm
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"

@@ -24,9 +24,9 @@ from typing import Any
 
 import docker.errors
 
+from common.errors import TestbedError
 from lab import backend, compose, graph, model, swarm
 from lab.loader import LAB_NAME, TopologyError, load
-from common.errors import TestbedError
 
 DEFAULT_TOPOLOGY = Path("topology") / "default.yaml"
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from lab import model
 from common.errors import TestbedError
+from lab import model
 
 FONT = "DejaVu Sans Mono, Menlo, Consolas, monospace"
 SIZE = 12  # font size of box text; a monospace glyph is about 0.6 em wide

@@ -25,9 +25,9 @@ from pathlib import Path
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from common.errors import TestbedError
 from lab import model
 from lab.catalogue import SERVICES, Service
-from common.errors import TestbedError
 
 TOP_KEYS = ("name", "description", "networks", "nodes", "routers")
 NETWORK_KEYS = ("name", "subnet")

@@ -21,9 +21,9 @@ from typing import Protocol
 
 import pytest
 
+from common.eventlog import EventLog
 from protocols.framing import LineBuffer
 from services.chat import ChatServer
-from common.eventlog import EventLog
 from tests.local.conftest import StartServer
 
 ROOT = Path(__file__).resolve().parents[2]

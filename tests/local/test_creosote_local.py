@@ -28,8 +28,8 @@ import pytest
 
 from clients.common import ClientError
 from clients.spew import SpewHandler, ping, spew
-from protocols.creosote import CHUNK_MAGIC, Reassembler, Record, encode_chunks
 from common.eventlog import EventLog
+from protocols.creosote import CHUNK_MAGIC, Reassembler, Record, encode_chunks
 from services.creosote import RECORD_LINES_PER_SECOND, Bucket, Datagram, JsonlWriter, Sink, SinkConfig, open_sink
 from tests.local.conftest import StartServer
 

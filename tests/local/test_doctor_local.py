@@ -17,10 +17,10 @@ from typing import Protocol
 
 import pytest
 
+from common.eventlog import EventLog
 from protocols import doctor as dr
 from protocols.doctor import Doctor, DoctorSession
 from protocols.framing import LineBuffer
-from common.eventlog import EventLog
 from services.runners import Limits, StreamServer
 from tests.local.conftest import StartServer
 
