@@ -24,7 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m clients.tour", description="Visit every server of the lab by its hostname."
     )
     parser.add_argument(
-        "services", nargs="*", metavar="SERVICE",
+        "services",
+        nargs="*",
+        metavar="SERVICE",
         help=f"which servers to visit, of {', '.join(sorted(PROBES))} (default: {' '.join(DEFAULT_SERVICES)})",
     )
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds per server (default: %(default)s)")

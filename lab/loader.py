@@ -246,6 +246,7 @@ def _read_impair(reader: _Reader, node: Node, where: str) -> model.Impairment | 
                 "jitter without a delay",
                 "add delay: (netem varies the delay by the jitter), e.g. delay: 80ms",
             )
+            jitter = 0.0  # reported above; model.Impairment would raise on it and end the one-pass report
     if "loss" in values:
         loss = (
             reader.unit(values["loss"], f"{where}.loss", parse_percent, "write a percentage from 0% to 100%, like 5%")

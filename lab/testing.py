@@ -157,8 +157,9 @@ class Node:
 
     def host_port(self, port: str) -> int:
         """The 127.0.0.1 port Docker published for a container port like ``"13/udp"``."""
-        api: Any = self.wrapped.client.api  # type: ignore[union-attr]
-        mappings = api.port(self.wrapped.id, port)  # the API takes "13/udp"; the stubs say int
+        client = self.wrapped.client
+        assert client is not None, "a container got from a DockerClient keeps it"
+        mappings = client.api.port(self.wrapped.id, port)  # type: ignore[arg-type]  # takes "13/udp"; stubs say int
         if not mappings:
             raise LookupError(f"{self.hostname}: {port} is not published")
         return int(mappings[0]["HostPort"])
@@ -252,6 +253,7 @@ class Lab:
             container.with_volume_mapping(volume, path, "rw")
         if publish:
             for port in SERVICE_PORTS.get(service, ()):
+                # docker-py binds a (host address, port) pair; testcontainers types the value as a port only.
                 container.ports[port] = ("127.0.0.1", None)  # type: ignore[assignment]
         container.start()
         node = Node(service, hostname, container, self)

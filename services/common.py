@@ -9,7 +9,7 @@ import argparse
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from common.argtypes import port_number
@@ -95,7 +95,7 @@ def bind_udp(host: str, port: int, *, rcvbuf: int | None = None) -> socket.socke
     return sock
 
 
-def run_main(main, argv: Sequence[str] | None = None) -> int:  # type: ignore[no-untyped-def]
+def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a server's main: a clean exit code on signals, one error line on OSError."""
     try:
         return int(main(argv) or 0)

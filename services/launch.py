@@ -44,7 +44,8 @@ def stream_parser(
         help="seconds a client may stay silent before it is closed (default: %(default)s)",
     )
     parser.add_argument(
-        "--log-loopback", action="store_true",
+        "--log-loopback",
+        action="store_true",
         help="also log connections from 127.0.0.1 (muted by default: inside a container they are health checks)",
     )
     return parser

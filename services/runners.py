@@ -506,7 +506,7 @@ def cap_transport_reads(transport: asyncio.BaseTransport, size: int) -> None:
     transport without it (another event loop) is left alone.
     """
     if isinstance(getattr(transport, "max_size", None), int):
-        transport.max_size = size  # type: ignore[attr-defined]
+        transport.max_size = size  # type: ignore[attr-defined]  # private to the selector transports
 
 
 async def _close_gracefully_async(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

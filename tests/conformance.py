@@ -72,8 +72,8 @@ def check_upper(host: str, port: int) -> None:
     with socket.create_connection((host, port), timeout=TIMEOUT) as sock:
         for byte in b"slow\r\n":
             sock.sendall(bytes([byte]))
-        reply = read_line(sock, LineBuffer())
-    assert reply is not None and parse_answer(reply.decode())[1] == "SLOW"
+        slow = read_line(sock, LineBuffer())
+    assert slow is not None and parse_answer(slow.decode())[1] == "SLOW"
 
 
 def check_upper_bad_input(host: str, port: int) -> None:

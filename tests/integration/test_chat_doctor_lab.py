@@ -57,32 +57,53 @@ def member(lab: Lab, name: str, steps: list[tuple[str, str]]) -> Container:
 
 
 def test_three_members_in_three_containers(servers: Lab) -> None:
-    alice = member(servers, "alice", [
-        ("expect", r"^Welcome to my chat room!$"),
-        ("send", "/nick alice"), ("expect", r"^\* you are now alice$"),
-        ("expect", r"is now bob$"), ("expect", r"is now carol$"),
-        ("send", "/who"), ("expect", r"^\* here \(3\): "),
-        ("send", "hello all"),
-        ("expect", r"^<bob> hi alice$"),
-        ("expect", r"^\*carol\* psst alice$"),
-        ("expect", r"^\* carol left \(quit\)$"),
-        ("expect", r"^\* bob left \(disconnected\)$"),
-        ("send", "/quit"), ("expect", r"^\* bye, alice$"),
-    ])
+    alice = member(
+        servers,
+        "alice",
+        [
+            ("expect", r"^Welcome to my chat room!$"),
+            ("send", "/nick alice"),
+            ("expect", r"^\* you are now alice$"),
+            ("expect", r"is now bob$"),
+            ("expect", r"is now carol$"),
+            ("send", "/who"),
+            ("expect", r"^\* here \(3\): "),
+            ("send", "hello all"),
+            ("expect", r"^<bob> hi alice$"),
+            ("expect", r"^\*carol\* psst alice$"),
+            ("expect", r"^\* carol left \(quit\)$"),
+            ("expect", r"^\* bob left \(disconnected\)$"),
+            ("send", "/quit"),
+            ("expect", r"^\* bye, alice$"),
+        ],
+    )
     wait_for_output(alice, "* you are now alice")
-    bob = member(servers, "bob", [
-        ("send", "/nick bob"), ("expect", r"^\* you are now bob$"),
-        ("expect", r"^<alice> hello all$"), ("send", "hi alice"),
-        ("expect", r"^\* carol left \(quit\)$"),
-    ])
+    bob = member(
+        servers,
+        "bob",
+        [
+            ("send", "/nick bob"),
+            ("expect", r"^\* you are now bob$"),
+            ("expect", r"^<alice> hello all$"),
+            ("send", "hi alice"),
+            ("expect", r"^\* carol left \(quit\)$"),
+        ],
+    )
     wait_for_output(bob, "* you are now bob")
-    carol = member(servers, "carol", [
-        ("send", "/nick carol"), ("expect", r"^\* you are now carol$"),
-        ("expect", r"^<alice> hello all$"),
-        ("send", "/msg alice psst alice"), ("expect", r"^-> \*alice\* psst alice$"),
-        ("expect", r"^<bob> hi alice$"),
-        ("send", "/quit"), ("expect", r"^\* bye, carol$"),
-    ])
+    carol = member(
+        servers,
+        "carol",
+        [
+            ("send", "/nick carol"),
+            ("expect", r"^\* you are now carol$"),
+            ("expect", r"^<alice> hello all$"),
+            ("send", "/msg alice psst alice"),
+            ("expect", r"^-> \*alice\* psst alice$"),
+            ("expect", r"^<bob> hi alice$"),
+            ("send", "/quit"),
+            ("expect", r"^\* bye, carol$"),
+        ],
+    )
     results = {name: servers.finish(c, timeout=60) for name, c in (("carol", carol), ("bob", bob), ("alice", alice))}
     for name, result in results.items():
         assert result.exit_code == 0 and "DONE" in result.stdout, f"{name}:\n{result.stdout}\n{result.stderr}"

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from lab.testing import Lab, Node
 
 LOG = "/var/log/creosote/records.jsonl"
+
+Record = dict[str, Any]  # one JSON line of the sink's log: its fields depend on the record's format
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +26,18 @@ def sink(lab: Lab) -> Node:
     )
 
 
-def records(node: Node) -> list[dict[str, object]]:
+def records(node: Node) -> list[Record]:
     code, output = node.exec("cat", LOG)
     assert code == 0, output
     return [json.loads(line) for line in output.splitlines() if line.strip()]
 
 
-def wait_for_records(node: Node, predicate, *, count: int = 1, timeout: float = 10.0) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+def wait_for_records(
+    node: Node, predicate: Callable[[Record], bool], *, count: int = 1, timeout: float = 10.0
+) -> list[Record]:
     """Poll the sink's log file until ``count`` records match (a deadline, never a fixed sleep)."""
     deadline = time.monotonic() + timeout
-    found: list[dict[str, object]] = []
+    found: list[Record] = []
     while time.monotonic() < deadline:
         found = [r for r in records(node) if predicate(r)]
         if len(found) >= count:
@@ -40,18 +46,32 @@ def wait_for_records(node: Node, predicate, *, count: int = 1, timeout: float = 
     raise AssertionError(f"{len(found)} of {count} records after {timeout} s; log tail:\n{node.logs()[-2000:]}")
 
 
+def text_is(text: str) -> Callable[[Record], bool]:
+    """A predicate for ``wait_for_records`` (bound now, not to a loop variable read later)."""
+    return lambda r: r.get("text") == text
+
+
 def test_three_client_hosts_at_once(lab: Lab, sink: Node) -> None:
     senders = [
         lab.start_client(
-            "python3", "-m", "clients.spew", "--host", "creosote", "--count", "50", "--interval", "0.001",
-            f"hello from sender-{i}", hostname=f"sender-{i}",
+            "python3",
+            "-m",
+            "clients.spew",
+            "--host",
+            "creosote",
+            "--count",
+            "50",
+            "--interval",
+            "0.001",
+            f"hello from sender-{i}",
+            hostname=f"sender-{i}",
         )
         for i in range(3)
     ]
     for sender in senders:
         lab.finish(sender).check()
     for i in range(3):
-        got = wait_for_records(sink, lambda r, i=i: r.get("text") == f"hello from sender-{i}", count=50)
+        got = wait_for_records(sink, text_is(f"hello from sender-{i}"), count=50)
         assert len({r["source_host"] for r in got}) == 1  # each sender seen from its own address
 
 
@@ -63,7 +83,7 @@ def test_long_message_is_chunked_and_reassembled(lab: Lab, sink: Node) -> None:
     lab.run_client("python3", "-c", script).check()
     [record] = wait_for_records(sink, lambda r: str(r.get("text", "")).endswith("END"))
     assert record["size"] == 100003
-    assert int(record["chunks"]) > 70  # type: ignore[call-overload]
+    assert int(record["chunks"]) > 70
 
 
 def test_lost_chunk_is_counted(lab: Lab, sink: Node) -> None:
@@ -92,7 +112,15 @@ def test_real_syslog_sender(lab: Lab, sink: Node, style: str) -> None:
 
 def test_restart_loses_no_record_written_before_it(lab: Lab, sink: Node) -> None:
     lab.run_client(
-        "python3", "-m", "clients.spew", "--host", "creosote", "--count", "200", "--interval", "0.001",
+        "python3",
+        "-m",
+        "clients.spew",
+        "--host",
+        "creosote",
+        "--count",
+        "200",
+        "--interval",
+        "0.001",
         "before-restart",
     ).check()
     wait_for_records(sink, lambda r: r.get("text") == "before-restart", count=200)

@@ -17,8 +17,19 @@ def threaded(lab: Lab) -> Lab:
 
 def reconnecting_client(lab: Lab, hostname: str, lines: int) -> Container:
     return lab.start_client(
-        "python3", "-m", "clients.threaded", "--host", "threaded", "--reconnect",
-        "--lines", str(lines), "--interval", "0.1", "--timeout", "2", hostname=hostname,
+        "python3",
+        "-m",
+        "clients.threaded",
+        "--host",
+        "threaded",
+        "--reconnect",
+        "--lines",
+        str(lines),
+        "--interval",
+        "0.1",
+        "--timeout",
+        "2",
+        hostname=hostname,
     )
 
 

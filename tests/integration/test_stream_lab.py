@@ -61,9 +61,7 @@ def test_echo_from_the_host(servers: Lab) -> None:
 
 
 def test_echo_udp_across_the_network(servers: Lab) -> None:
-    result = servers.run_client(
-        "sh", "-c", "printf 'datagram' | python3 -m clients.echo --host echo --udp"
-    ).check()
+    result = servers.run_client("sh", "-c", "printf 'datagram' | python3 -m clients.echo --host echo --udp").check()
     assert result.stdout == "datagram"
 
 
@@ -93,5 +91,10 @@ def test_cousins_across_the_network(servers: Lab, service: str) -> None:
 
 
 def conformance_port(service: str) -> str:
-    return {"threaded": "9000/tcp", "iterative": "9001/tcp", "forking": "9002/tcp",
-            "selectors": "9003/tcp", "asyncio": "9004/tcp"}[service]
+    return {
+        "threaded": "9000/tcp",
+        "iterative": "9001/tcp",
+        "forking": "9002/tcp",
+        "selectors": "9003/tcp",
+        "asyncio": "9004/tcp",
+    }[service]

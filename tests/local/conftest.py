@@ -10,9 +10,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -101,8 +102,14 @@ def start_server(module: str, *args: str, timeout: float = 10.0) -> ServerProces
     raise AssertionError(f"{module} never logged ready:\n{''.join(seen)}")
 
 
+class StartServer(Protocol):
+    """The ``server`` fixture: ``server("services.echo", "--max-clients", "2")``."""
+
+    def __call__(self, module: str, *args: str) -> ServerProcess: ...
+
+
 @pytest.fixture
-def server() -> Iterator[Callable[..., ServerProcess]]:
+def server() -> Iterator[StartServer]:
     """Factory: ``server("services.echo")``; every server started is stopped afterwards."""
     started: list[ServerProcess] = []
 

@@ -14,21 +14,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
+from common.eventlog import EventLog
 from protocols.framing import LineBuffer
 from services.chat import ChatServer
-from common.eventlog import EventLog
-from tests.local.conftest import ServerProcess
+from tests.local.conftest import StartServer
 
 ROOT = Path(__file__).resolve().parents[2]
 GREETING_LINES = 4
 TIMEOUT = 5.0
-Start = Callable[..., ServerProcess]
 
 
 class LineClient:
@@ -111,8 +111,14 @@ class Running:
         return client
 
 
+class StartChat(Protocol):
+    """The ``start_chat`` fixture: a chat server on 127.0.0.1, port 0, with these options."""
+
+    def __call__(self, *, max_clients: int = ..., idle_timeout: float = ..., queue_limit: int = ...) -> Running: ...
+
+
 @pytest.fixture
-def start_chat() -> Iterator[Callable[..., Running]]:
+def start_chat() -> Iterator[StartChat]:
     """Start chat servers (options as ``ChatServer``'s); all are stopped at the end."""
     running: list[Running] = []
 
@@ -137,7 +143,7 @@ def start_chat() -> Iterator[Callable[..., Running]]:
         run.server.stop()
 
 
-def test_three_members_talk_whisper_list_and_leave(start_chat: Callable[..., Running]) -> None:
+def test_three_members_talk_whisper_list_and_leave(start_chat: StartChat) -> None:
     room = start_chat()
     alice = room.member("alice")
     bob = room.member("bob")
@@ -168,7 +174,7 @@ def test_three_members_talk_whisper_list_and_leave(start_chat: Callable[..., Run
     assert " leave " in room.log.getvalue()
 
 
-def test_a_reader_that_never_reads_is_dropped_and_the_room_goes_on(start_chat: Callable[..., Running]) -> None:
+def test_a_reader_that_never_reads_is_dropped_and_the_room_goes_on(start_chat: StartChat) -> None:
     room = start_chat(queue_limit=16 * 1024)
     alice = room.member("alice")
     bob = room.member("bob")
@@ -209,7 +215,7 @@ def test_a_reader_that_never_reads_is_dropped_and_the_room_goes_on(start_chat: C
     assert " drop " in room.log.getvalue()
 
 
-def test_an_over_long_line_is_an_error_for_its_sender_only(start_chat: Callable[..., Running]) -> None:
+def test_an_over_long_line_is_an_error_for_its_sender_only(start_chat: StartChat) -> None:
     room = start_chat()
     alice = room.member("alice")
     bob = room.member("bob")
@@ -222,7 +228,7 @@ def test_an_over_long_line_is_an_error_for_its_sender_only(start_chat: Callable[
     assert alice.line() == "<bob> got it"
 
 
-def test_garbage_is_answered_to_its_sender_alone(start_chat: Callable[..., Running]) -> None:
+def test_garbage_is_answered_to_its_sender_alone(start_chat: StartChat) -> None:
     room = start_chat()
     alice = room.member("alice")
     bob = room.member("bob")
@@ -234,7 +240,7 @@ def test_garbage_is_answered_to_its_sender_alone(start_chat: Callable[..., Runni
     assert alice.line() == "<bob> fine"  # and none of the invalid lines reached alice
 
 
-def test_a_reset_connection_is_a_departure(start_chat: Callable[..., Running]) -> None:
+def test_a_reset_connection_is_a_departure(start_chat: StartChat) -> None:
     room = start_chat()
     alice = room.member("alice")
     ghost = room.member("ghost")
@@ -246,7 +252,7 @@ def test_a_reset_connection_is_a_departure(start_chat: Callable[..., Running]) -
     assert alice.line() == "* here (1): alice"
 
 
-def test_over_the_cap_an_error_line_then_close(start_chat: Callable[..., Running]) -> None:
+def test_over_the_cap_an_error_line_then_close(start_chat: StartChat) -> None:
     room = start_chat(max_clients=2)
     first = room.member("one")
     room.member("two")
@@ -263,7 +269,7 @@ def test_over_the_cap_an_error_line_then_close(start_chat: Callable[..., Running
     assert " busy " in room.log.getvalue()
 
 
-def test_idle_members_are_closed_with_a_notice(start_chat: Callable[..., Running]) -> None:
+def test_idle_members_are_closed_with_a_notice(start_chat: StartChat) -> None:
     room = start_chat(idle_timeout=0.3)
     alice = room.connect()
     alice.greeting()
@@ -274,7 +280,7 @@ def test_idle_members_are_closed_with_a_notice(start_chat: Callable[..., Running
     assert bob.until("* closing: nothing received for 0.3 s") == ["* guest1 left (idle)"]
 
 
-def test_stop_tells_everyone_and_closes(start_chat: Callable[..., Running]) -> None:
+def test_stop_tells_everyone_and_closes(start_chat: StartChat) -> None:
     room = start_chat()
     alice = room.member("alice")
     started = time.monotonic()
@@ -291,7 +297,7 @@ def _python(*args: str, stdin: int | None = None) -> subprocess.Popen[bytes]:
     )
 
 
-def test_sigterm_closes_everyone_and_exits_0_within_a_second(server: Start) -> None:
+def test_sigterm_closes_everyone_and_exits_0_within_a_second(server: StartServer) -> None:
     chat = server("services.chat")
     member = LineClient(("127.0.0.1", chat.tcp))
     try:
@@ -302,7 +308,7 @@ def test_sigterm_closes_everyone_and_exits_0_within_a_second(server: Start) -> N
         member.close()
 
 
-def test_the_chat_client_from_a_pipe(start_chat: Callable[..., Running]) -> None:
+def test_the_chat_client_from_a_pipe(start_chat: StartChat) -> None:
     room = start_chat()
     alice = room.member("alice")
     host, port = room.address

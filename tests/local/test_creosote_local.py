@@ -28,10 +28,10 @@ import pytest
 
 from clients.common import ClientError
 from clients.spew import SpewHandler, ping, spew
-from protocols.creosote import CHUNK_MAGIC, Reassembler, Record, encode_chunks
 from common.eventlog import EventLog
+from protocols.creosote import CHUNK_MAGIC, Reassembler, Record, encode_chunks
 from services.creosote import RECORD_LINES_PER_SECOND, Bucket, Datagram, JsonlWriter, Sink, SinkConfig, open_sink
-from tests.local.conftest import ServerProcess
+from tests.local.conftest import StartServer
 
 T = TypeVar("T")
 LOCAL = "127.0.0.1"
@@ -298,7 +298,7 @@ def test_redirector_survives_a_target_that_does_not_resolve(client: socket.socke
 # --------------------------------------------------------------------------- the command lines
 
 
-def test_sigterm_flushes_and_exits_0_within_a_second(server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+def test_sigterm_flushes_and_exits_0_within_a_second(server: StartServer, tmp_path: Path) -> None:
     log_file = tmp_path / "records.jsonl"
     creosote = server("services.creosote", "--log-file", str(log_file))
     port = int(creosote.fields["port"])

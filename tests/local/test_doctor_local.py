@@ -11,23 +11,23 @@ import random
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
+from common.eventlog import EventLog
 from protocols import doctor as dr
 from protocols.doctor import Doctor, DoctorSession
 from protocols.framing import LineBuffer
-from common.eventlog import EventLog
 from services.runners import Limits, StreamServer
-from tests.local.conftest import ServerProcess
+from tests.local.conftest import StartServer
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 5.0
 SEED = 42
 MODELS = ["threaded", "selectors", "asyncio", "iterative"]  # forking would fork the test process
-Start = Callable[..., ServerProcess]
 
 
 def seeded_session() -> DoctorSession:
@@ -67,8 +67,14 @@ class Patient:
         self.sock.close()
 
 
+class ServeDoctor(Protocol):
+    """The ``serve_doctor`` fixture: a doctor server for ``model``; its (host, port)."""
+
+    def __call__(self, model: str, limits: Limits | None = None) -> tuple[str, int]: ...
+
+
 @pytest.fixture
-def serve_doctor() -> Iterator[Callable[..., tuple[str, int]]]:
+def serve_doctor() -> Iterator[ServeDoctor]:
     """Start doctor servers (a model, optional limits); all stopped at the end."""
     servers: list[StreamServer] = []
 
@@ -83,7 +89,7 @@ def serve_doctor() -> Iterator[Callable[..., tuple[str, int]]]:
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_a_session_end_to_end(serve_doctor: Callable[..., tuple[str, int]], model: str) -> None:
+def test_a_session_end_to_end(serve_doctor: ServeDoctor, model: str) -> None:
     patient = Patient(serve_doctor(model))
     twin = Doctor(rng=random.Random(SEED))  # the server's doctor is seeded alike: replies are predictable
     try:
@@ -96,7 +102,7 @@ def test_a_session_end_to_end(serve_doctor: Callable[..., tuple[str, int]], mode
         patient.close()
 
 
-def test_bad_lines_get_error_lines_and_the_session_goes_on(serve_doctor: Callable[..., tuple[str, int]]) -> None:
+def test_bad_lines_get_error_lines_and_the_session_goes_on(serve_doctor: ServeDoctor) -> None:
     patient = Patient(serve_doctor("threaded"))
     twin = Doctor(rng=random.Random(SEED))
     try:
@@ -109,7 +115,7 @@ def test_bad_lines_get_error_lines_and_the_session_goes_on(serve_doctor: Callabl
         patient.close()
 
 
-def test_eof_gets_the_farewell(serve_doctor: Callable[..., tuple[str, int]]) -> None:
+def test_eof_gets_the_farewell(serve_doctor: ServeDoctor) -> None:
     patient = Patient(serve_doctor("selectors"))
     try:
         patient.line()
@@ -120,7 +126,7 @@ def test_eof_gets_the_farewell(serve_doctor: Callable[..., tuple[str, int]]) -> 
         patient.close()
 
 
-def test_over_the_cap_the_busy_line(serve_doctor: Callable[..., tuple[str, int]]) -> None:
+def test_over_the_cap_the_busy_line(serve_doctor: ServeDoctor) -> None:
     address = serve_doctor("threaded", Limits(max_clients=1))
     first, second = Patient(address), None
     try:
@@ -141,7 +147,7 @@ def _python(*args: str, stdin: int | None = None) -> subprocess.Popen[bytes]:
     )
 
 
-def test_the_doctor_client_from_a_pipe(serve_doctor: Callable[..., tuple[str, int]]) -> None:
+def test_the_doctor_client_from_a_pipe(serve_doctor: ServeDoctor) -> None:
     host, port = serve_doctor("threaded")
     with _python("-m", "clients.doctor", "--host", host, "--port", str(port), stdin=subprocess.PIPE) as proc:
         out, err = proc.communicate(b"I am tired of my job\nmy mother calls daily\n", timeout=15)
@@ -167,7 +173,7 @@ def test_the_doctor_client_says_when_the_server_is_unreachable() -> None:
     assert err.decode() == f"error: 127.0.0.1:{port} refused the connection; is the server running?\n"
 
 
-def test_the_service_stops_on_sigterm_within_a_second(server: Start) -> None:
+def test_the_service_stops_on_sigterm_within_a_second(server: StartServer) -> None:
     doctor = server("services.doctor")
     patient = Patient(("127.0.0.1", doctor.tcp))
     try:

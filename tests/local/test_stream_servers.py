@@ -7,7 +7,6 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -16,19 +15,18 @@ from clients.threaded import run_load
 from protocols.framing import LineBuffer
 from services.common import LISTEN_BACKLOG
 from tests import conformance
-from tests.local.conftest import ServerProcess
+from tests.local.conftest import StartServer
 
 MODELS = ["threaded", "iterative", "forking", "selectors", "asyncio"]
-Start = Callable[..., ServerProcess]
 
 
-def test_daytime_tcp_and_udp(server: Start) -> None:
+def test_daytime_tcp_and_udp(server: StartServer) -> None:
     daytime = server("services.daytime")
     conformance.check_daytime_tcp("127.0.0.1", daytime.tcp)
     conformance.check_daytime_udp("127.0.0.1", daytime.udp)
 
 
-def test_daytime_answers_a_client_that_talks_first(server: Start) -> None:
+def test_daytime_answers_a_client_that_talks_first(server: StartServer) -> None:
     """A client that sends before reading must still get the time (no RST eats the answer)."""
     daytime = server("services.daytime")
     for _ in range(20):
@@ -39,17 +37,17 @@ def test_daytime_answers_a_client_that_talks_first(server: Start) -> None:
 
 
 @pytest.mark.parametrize("size", [1, 1000, 1 << 20, 8 << 20])
-def test_echo_tcp_is_byte_exact(server: Start, size: int) -> None:
+def test_echo_tcp_is_byte_exact(server: StartServer, size: int) -> None:
     echo = server("services.echo")
     conformance.check_echo_tcp("127.0.0.1", echo.tcp, size)
 
 
-def test_echo_udp(server: Start) -> None:
+def test_echo_udp(server: StartServer) -> None:
     echo = server("services.echo")
     conformance.check_echo_udp("127.0.0.1", echo.udp)
 
 
-def test_echo_udp_empty_and_largest_datagram(server: Start) -> None:
+def test_echo_udp_empty_and_largest_datagram(server: StartServer) -> None:
     echo = server("services.echo")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(5)
@@ -63,14 +61,14 @@ def test_echo_udp_empty_and_largest_datagram(server: Start) -> None:
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_upper_conformance(server: Start, model: str) -> None:
+def test_upper_conformance(server: StartServer, model: str) -> None:
     upper = server(f"services.{model}")
     conformance.check_upper("127.0.0.1", upper.tcp)
     conformance.check_upper_bad_input("127.0.0.1", upper.tcp)
 
 
 @pytest.mark.parametrize("model", ["threaded", "forking", "selectors", "asyncio"])
-def test_upper_many_concurrent_clients(server: Start, model: str) -> None:
+def test_upper_many_concurrent_clients(server: StartServer, model: str) -> None:
     upper = server(f"services.{model}")
     report = run_load("127.0.0.1", upper.tcp, sessions=300, lines=3, size=64, timeout=20)
     assert report.errors == []
@@ -78,14 +76,14 @@ def test_upper_many_concurrent_clients(server: Start, model: str) -> None:
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_sigterm_stops_within_a_second(server: Start, model: str) -> None:
+def test_sigterm_stops_within_a_second(server: StartServer, model: str) -> None:
     upper = server(f"services.{model}")
     with socket.create_connection(("127.0.0.1", upper.tcp), timeout=5):  # a client still connected
         assert upper.terminate(within=1.0) < 1.0
 
 
 @pytest.mark.parametrize("model", ["threaded", "selectors", "asyncio", "forking"])
-def test_client_cap_answers_busy_then_closes(server: Start, model: str) -> None:
+def test_client_cap_answers_busy_then_closes(server: StartServer, model: str) -> None:
     upper = server(f"services.{model}", "--max-clients", "2")
     held = [socket.create_connection(("127.0.0.1", upper.tcp), timeout=5) for _ in range(2)]
     try:
@@ -101,7 +99,7 @@ def test_client_cap_answers_busy_then_closes(server: Start, model: str) -> None:
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_idle_client_is_closed_with_a_reason(server: Start, model: str) -> None:
+def test_idle_client_is_closed_with_a_reason(server: StartServer, model: str) -> None:
     upper = server(f"services.{model}", "--idle-timeout", "0.5")
     with socket.create_connection(("127.0.0.1", upper.tcp), timeout=5) as sock:
         began = time.monotonic()
@@ -113,7 +111,7 @@ def test_idle_client_is_closed_with_a_reason(server: Start, model: str) -> None:
 
 
 @pytest.mark.parametrize("model", ["threaded", "selectors", "asyncio", "forking"])
-def test_silent_and_abandoned_clients_do_not_block_others(server: Start, model: str) -> None:
+def test_silent_and_abandoned_clients_do_not_block_others(server: StartServer, model: str) -> None:
     """Slowloris-style: many connections that say nothing (or half a line) while others are served."""
     upper = server(f"services.{model}", "--max-clients", "200")
     silent = [socket.create_connection(("127.0.0.1", upper.tcp), timeout=5) for _ in range(50)]
@@ -130,7 +128,7 @@ def test_silent_and_abandoned_clients_do_not_block_others(server: Start, model: 
     conformance.check_upper("127.0.0.1", upper.tcp)
 
 
-def test_garbage_does_not_hurt_other_clients(server: Start) -> None:
+def test_garbage_does_not_hurt_other_clients(server: StartServer) -> None:
     upper = server("services.threaded")
     done = threading.Event()
 
@@ -148,7 +146,7 @@ def test_garbage_does_not_hurt_other_clients(server: Start) -> None:
 
 
 @pytest.mark.parametrize("model", ["threaded", "selectors", "asyncio"])
-def test_a_thousand_connections_at_once(server: Start, model: str) -> None:
+def test_a_thousand_connections_at_once(server: StartServer, model: str) -> None:
     upper = server(f"services.{model}")
     report = run_load("127.0.0.1", upper.tcp, sessions=1000, lines=2, size=32, timeout=30)
     assert report.errors == []
@@ -162,7 +160,7 @@ def _listen_backlog(port: int) -> int:
 
 
 @pytest.mark.parametrize("model", [*MODELS, "chat"])
-def test_every_listener_queues_a_thousand_connections(server: Start, model: str) -> None:
+def test_every_listener_queues_a_thousand_connections(server: StartServer, model: str) -> None:
     """asyncio calls listen() again with its own backlog (100 unless told): 1,000 clients at once overflowed it."""
     if shutil.which("ss") is None:
         pytest.fail("ss (iproute2) is needed to read the listen queue: apt-get install iproute2")

@@ -26,7 +26,7 @@ def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
 def test_any_split_yields_the_same_lines(lines: list[bytes], cuts: list[int]) -> None:
     stream = b"".join(line + b"\n" for line in lines)
     buffer = LineBuffer(max_line=100)
-    got = []
+    got: list[bytes] = []
     for piece in split_at(stream, cuts):
         buffer.feed(piece)
         got.extend(buffer.lines())

@@ -99,6 +99,11 @@ def test_the_reply_stamp_is_ctime_even_when_cached(now: float) -> None:
 
 def test_per_second_formats_once_per_second_in_a_row() -> None:
     calls: list[int] = []
-    stamp = PerSecond(lambda second: calls.append(second) or f"s{second}")
+
+    def fmt(second: int) -> str:
+        calls.append(second)
+        return f"s{second}"
+
+    stamp = PerSecond(fmt)
     assert [stamp(s) for s in (5, 5, 6, 6, 5)] == ["s5", "s5", "s6", "s6", "s5"]
     assert calls == [5, 6, 5]
