@@ -267,7 +267,7 @@ def require_manager() -> None:
     if role is None:
         raise BackendError(
             "this engine is not in a Swarm",
-            "on one machine: docker swarm init --advertise-addr 127.0.0.1; several: README, 'Several hosts'",
+            "on one machine: docker swarm init --advertise-addr 127.0.0.1; several: docs/swarm.md",
         )
     if role != "manager":
         raise BackendError("this engine is a Swarm worker", "run lab on a manager (docker node ls lists them)")
