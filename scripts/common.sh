@@ -159,7 +159,7 @@ SLIM
 
 # A digest of everything that goes into the node image, so a changed source rebuilds it.
 node_context_digest() {
-  (cd "$ROOT" && find Dockerfile protocols services clients lab -type f ! -name '*.pyc' -print0 2>/dev/null \
+  (cd "$ROOT" && find Dockerfile .dockerignore common protocols services clients tools -type f ! -name '*.pyc' -print0 2>/dev/null \
     | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
   printf '%s\n' "$BASE_IMAGE"
 }
