@@ -117,19 +117,16 @@ def _swarm_only(args: argparse.Namespace, *options: str) -> None:
 def cmd_render(args: argparse.Namespace) -> int:
     topology = load(topology_path(args.topology))
     _swarm_only(args, "--profile", "--port-offset")
-    if args.output is not None:
-        if args.swarm:
-            swarm.write(topology, args.output, profiles=args.profile, port_offset=args.port_offset)
-        else:
-            compose.write(topology, args.output)
-        print(f"wrote {args.output}")
-    elif args.swarm:
-        label = compose.source_label(topology.source, None)
-        sys.stdout.write(
-            swarm.to_yaml(topology, source_label=label, profiles=args.profile, port_offset=args.port_offset)
-        )
+    label = compose.source_label(topology.source, args.output)
+    if args.swarm:
+        text = swarm.to_yaml(topology, source_label=label, profiles=args.profile, port_offset=args.port_offset)
     else:
-        sys.stdout.write(compose.to_yaml(topology, source_label=compose.source_label(topology.source, None)))
+        text = compose.to_yaml(topology, source_label=label, output_name=args.output.name if args.output else "compose.yaml")
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        compose.save(text, args.output)
+        print(f"wrote {args.output}")
     return 0
 
 

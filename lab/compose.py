@@ -1,4 +1,4 @@
-"""Model → Compose file: ``python -m lab.compose topology/default.yaml -o compose.yaml``.
+"""Model → Compose file (``lab render topology/default.yaml -o compose.yaml``).
 
 The checked-in compose.yaml is this module's output for topology/default.yaml;
 a unit test fails when the two drift apart. Every container, network and volume
@@ -16,9 +16,7 @@ itself never holds the capability.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,6 @@ import yaml
 
 from lab import model
 from lab.catalogue import ROUTER, SERVICES, Service
-from lab.loader import TopologyError, load
 
 IMAGE = f"${{{model.IMAGE_VARIABLE}:-{model.DEFAULT_NODE_IMAGE}}}"  # Compose reads the variable when it runs
 # One check a second: "up --wait" waits for the first one, and Docker 20.10 (API 1.41) has no
@@ -253,7 +250,7 @@ def header(topology: model.Topology, *, source_label: str, output_name: str = "c
     command = f"{source_label} -o {output_name}"
     lines = [
         f"# GENERATED from {source_label}: edit the topology, not this file. To regenerate, in this folder:",
-        f"#   lab render {command}    (or: python -m lab.compose {command})",
+        f"#   lab render {command}",
     ]
     if topology.description:
         lines += ["#", f"# {topology.name}: {topology.description}"]
@@ -298,32 +295,14 @@ def source_label(source: Path, output: Path | None) -> str:
     return Path(os.path.relpath(source.resolve(), start)).as_posix()
 
 
-def write(topology: model.Topology, output: Path) -> Path:
-    """Render ``topology`` into ``output`` (folders created), only rewriting it when the text changed."""
-    text = to_yaml(topology, source_label=source_label(topology.source, output), output_name=output.name)
+def save(text: str, output: Path) -> Path:
+    """Write a rendered file (folders created), only rewriting it when the text changed."""
     output.parent.mkdir(parents=True, exist_ok=True)
     if not output.exists() or output.read_text(encoding="utf-8") != text:
         output.write_text(text, encoding="utf-8")
     return output
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lab.compose TOPOLOGY [-o FILE]``."""
-    parser = argparse.ArgumentParser(prog="python -m lab.compose", description="Render a topology as a Compose file.")
-    parser.add_argument("topology", type=Path, help="topology YAML file, like topology/default.yaml")
-    parser.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
-    args = parser.parse_args(argv)
-    try:
-        topology = load(args.topology)
-    except TopologyError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    if args.output is None:
-        sys.stdout.write(to_yaml(topology, source_label=source_label(args.topology, None)))
-    else:
-        write(topology, args.output)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def write(topology: model.Topology, output: Path) -> Path:
+    """Render ``topology`` into ``output`` as a Compose file."""
+    return save(to_yaml(topology, source_label=source_label(topology.source, output), output_name=output.name), output)

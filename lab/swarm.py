@@ -37,15 +37,12 @@ What changes from ``compose.yaml``, and why:
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from lab import compose, model
 from lab.catalogue import SERVICES, Service
-from lab.loader import Problem, TopologyError, key_line, load
+from lab.loader import Problem, TopologyError, key_line
 
 STACK_VERSION = "3.9"  # the newest stack file format of Docker 20.10's CLI (pids limits need it)
 NODE_LABEL = "testbed.node"  # on each task's container: which node of the topology it is
@@ -216,52 +213,3 @@ def to_yaml(
         if section in document:
             parts += [f"\n{section}:\n", compose.indent(compose.dump(document[section]))]
     return "".join(parts)
-
-
-def write(
-    topology: model.Topology,
-    output: Path,
-    *,
-    image: str = compose.IMAGE,
-    profiles: Sequence[str] = (),
-    port_offset: int = 0,
-) -> Path:
-    """Render ``topology`` into ``output`` (folders created)."""
-    text = to_yaml(
-        topology,
-        source_label=compose.source_label(topology.source, output),
-        image=image,
-        profiles=profiles,
-        port_offset=port_offset,
-    )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
-    return output
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lab.swarm TOPOLOGY [-o FILE] [--profile P] [--port-offset N]``."""
-    parser = argparse.ArgumentParser(prog="python -m lab.swarm", description="Render a topology as a Swarm stack.")
-    parser.add_argument("topology", type=Path, help="topology YAML file, like topology/default.yaml")
-    parser.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
-    parser.add_argument("--profile", action="append", default=[], help="also deploy this profile's nodes")
-    parser.add_argument("--port-offset", type=int, default=0, help="add N to every published host port")
-    args = parser.parse_args(argv)
-    try:
-        topology = load(args.topology)
-        if args.output is None:
-            label = compose.source_label(args.topology, None)
-            sys.stdout.write(to_yaml(topology, source_label=label, profiles=args.profile, port_offset=args.port_offset))
-        else:
-            write(topology, args.output, profiles=args.profile, port_offset=args.port_offset)
-    except TopologyError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

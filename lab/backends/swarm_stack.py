@@ -16,7 +16,7 @@ from typing import Any
 import docker.errors
 from docker.models.containers import Container
 
-from lab import engine, model, swarm
+from lab import compose, engine, model, swarm
 from lab.backends.base import Backend, Row, Say, inventory, remove_labelled, remove_sidecars, run_docker
 from lab.engine import PROJECT_LABEL, STACK_LABEL, LabError
 
@@ -144,7 +144,10 @@ class SwarmStack(Backend):
         image = pinned_image()
         file = stack_file(topology, files)
         say(f"rendering {file} (image {image.removeprefix('sha256:')[:12]}, pinned: no machine pulls it)")
-        swarm.write(topology, file, image=image, profiles=profiles, port_offset=port_offset)
+        label = compose.source_label(topology.source, file)
+        compose.save(
+            swarm.to_yaml(topology, source_label=label, image=image, profiles=profiles, port_offset=port_offset), file
+        )
         for node in swarm.left_out(topology, profiles):
             say(
                 f"  {node.name} is a one-shot client, not a service: docker run --rm -i "

@@ -19,7 +19,7 @@ def test_checked_in_compose_file_is_the_render_of_the_default_topology() -> None
     checked_in = (ROOT / "compose.yaml").read_text(encoding="utf-8")
     assert rendered == checked_in, (
         "compose.yaml differs from topology/default.yaml's render; "
-        "regenerate it: python -m lab.compose topology/default.yaml -o compose.yaml"
+        "regenerate it: lab render topology/default.yaml -o compose.yaml"
     )
 
 
