@@ -121,7 +121,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.swarm:
         text = swarm.to_yaml(topology, source_label=label, profiles=args.profile, port_offset=args.port_offset)
     else:
-        text = compose.to_yaml(topology, source_label=label, output_name=args.output.name if args.output else "compose.yaml")
+        name = args.output.name if args.output else "compose.yaml"
+        text = compose.to_yaml(topology, source_label=label, output_name=name)
     if args.output is None:
         sys.stdout.write(text)
     else:

@@ -114,9 +114,16 @@ def _verbs(sub: Any) -> None:
     limit.add_argument("--duration", type=positive_float, help="stop after S seconds")
     limit.add_argument("--count", type=positive_int, help="stop after N packets")
 
-    p = sub.add_parser("graph", help="draw a lab: .svg, .png, .dot or .mmd (Mermaid), by the output's suffix")
+    p = sub.add_parser(
+        "graph", help="draw a lab: .svg, .png, .dot/.gv or .mmd/.mermaid (Mermaid), by the output's suffix"
+    )
     _topology(p)
-    p.add_argument("-o", "--output", type=Path, help="picture to write (default: <lab>.svg)")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="picture to write: .svg, .png, .dot, .gv, .mmd or .mermaid (default: <lab>.svg)",
+    )
 
     p = sub.add_parser("validate", help="check a topology file; one line per problem, exit 2 when any")
     _topology(p, optional=False)
