@@ -1,13 +1,13 @@
 """A picture of a lab: networks as bars, hosts as boxes hanging off them, routers as ovals between.
 
 Pure Python SVG, laid out here so the picture needs no Graphviz; PNG is the same
-SVG rendered by librsvg's ``rsvg-convert``, and ``lab.graph_text`` writes DOT
-for those who lay the lab out elsewhere. ``write`` picks the format from the
-file's suffix. The layout is a stack: networks are horizontal bars in router
-order (breadth-first from the first network), each host sits beside the bar it
-is on, and routers (and hosts on several networks) sit between the bars they
-join. Every line is vertical, so nothing crosses a box; a dot marks where a
-line really attaches to a bar.
+SVG rendered by librsvg's ``rsvg-convert``, and ``lab.graph_text`` writes DOT and
+Mermaid for those who lay the lab out (or embed it) elsewhere. ``write`` picks
+the format from the file's suffix. The layout is a stack: networks are
+horizontal bars in router order (breadth-first from the first network), each
+host sits beside the bar it is on, and routers (and hosts on several networks)
+sit between the bars they join. Every line is vertical, so nothing crosses a
+box; a dot marks where a line really attaches to a bar.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from common.errors import TestbedError
 from lab import model
-from lab.graph_text import COLOURS, dot, member_lines, network_order, title
+from lab.graph_text import COLOURS, dot, member_lines, mermaid, network_order, title
 
 FONT = "DejaVu Sans Mono, Menlo, Consolas, monospace"
 SIZE = 12  # font size of box text; a monospace glyph is about 0.6 em wide
@@ -236,7 +236,7 @@ def svg(topology: model.Topology) -> str:
 # --------------------------------------------------------------------------- formats and PNG
 
 # The suffix of the output file names its format.
-FORMATS = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot"}
+FORMATS = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid"}
 RSVG = "rsvg-convert"
 RSVG_PACKAGE = "librsvg2-bin"  # Debian's package for rsvg-convert; scripts/setup installs it
 RSVG_TIMEOUT_S = 60  # a lab picture renders in well under a second; this only stops a hung renderer
@@ -252,7 +252,7 @@ def write(topology: model.Topology, output: Path) -> Path:
     if kind == "png":
         output.write_bytes(png(topology, name=output.name))
     else:
-        text = {"svg": svg, "dot": dot}[kind](topology)
+        text = {"svg": svg, "dot": dot, "mermaid": mermaid}[kind](topology)
         output.write_text(text, encoding="utf-8")
     return output
 

@@ -1,20 +1,23 @@
-"""The lab as text for other tools (Graphviz DOT), and the facts every picture shows.
+"""The lab as text for other tools: Graphviz DOT and a Mermaid flowchart, and the facts every picture shows.
 
 ``lab.graph`` lays the SVG out itself; these exports leave the layout to the
-tool that reads them (Graphviz), as containerlab's
+tool that reads them (Graphviz, or Mermaid in a Markdown page), as containerlab's
 graph command does. So that no format knows more than another,
 the text of each box and each line comes from the helpers here: a member's
 name, service or router role, command, published ports, node-wide impairment and
 profiles; a network's subnet; a link's address and impairment.
 
-In DOT a member is linked to each network it is on, networks and
+In both formats a member is linked to each network it is on, networks and
 members being nodes of the graph (a network is not an edge, since it joins more
 than two members).
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lab import model
@@ -108,9 +111,9 @@ class Link:
 
 
 def links(topology: model.Topology) -> list[Link]:
-    """Every member-to-network edge, oriented as the SVG stacks them, so DOT ranks the same way.
+    """Every member-to-network edge, oriented as the SVG stacks them, so DOT and Mermaid rank the same way.
 
-    Graphviz puts an edge's first end above its second. A host on the
+    Graphviz and Mermaid put an edge's first end above its second. A host on the
     first network hangs above its bar and every other host below its own; a
     router (or a host on several networks) sits below the first of its networks
     and above the rest, so a chain of LANs reads top to bottom as in the SVG.
@@ -194,4 +197,90 @@ def dot(topology: model.Topology) -> str:
         tail, head = ends if link.member_above else ends[::-1]
         lines.append(f"  {tail} -- {head} {_dot_attrs(**edge)};")
     lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- Mermaid
+
+# Characters a Mermaid label may hold as they are; every other ASCII character is
+# written as an entity code (#34; for "). A quoted label ends at the first ", and
+# #, <, >, & and ` start entity codes, HTML and Markdown in Mermaid's renderer.
+# $ and % are safe alone but not doubled: $$ starts KaTeX maths (Mermaid 10.9+)
+# and %%{...}%% is a directive wherever it appears. Non-ASCII text (→, ±, —) is safe.
+_MERMAID_SAFE = re.compile(r"[A-Za-z0-9 .,:/+\-_=@()'!?~\[\]{}$%]|[^\x00-\x7f]")
+_MERMAID_SAFE_ALONE = "$%"
+
+
+def mermaid_text(text: str) -> str:
+    """Text safe inside a quoted Mermaid label: unsafe characters become ``#<code>;`` entity codes."""
+    out = []
+    for i, c in enumerate(text):
+        doubled = c in _MERMAID_SAFE_ALONE and c * 2 in text[max(i - 1, 0) : i + 2]
+        out.append(c if _MERMAID_SAFE.fullmatch(c) and not doubled else f"#{ord(c)};")
+    return "".join(out)
+
+
+def _mermaid_label(lines: Iterable[str]) -> str:
+    return '"' + "<br>".join(mermaid_text(line) for line in lines) + '"'
+
+
+class _MermaidIds:
+    """Node ids that Mermaid reads as plain ids, one per (kind, name).
+
+    A bare name can break the parse (``end`` is a keyword; ``o``/``x`` right
+    after ``---`` make a circle or cross edge), and ``-`` is part of edge syntax,
+    so ids take a prefix and keep only letters, digits and ``_``; a clash
+    (``a-b`` and ``a_b``) gets a number.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, str], str] = {}
+
+    def __call__(self, kind: str, name: str) -> str:
+        key = (kind, name)
+        if key not in self._ids:
+            base = f"{kind}_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
+            taken = set(self._ids.values())
+            candidate, n = base, 2
+            while candidate in taken:
+                candidate, n = f"{base}_{n}", n + 1
+            self._ids[key] = candidate
+        return self._ids[key]
+
+
+def mermaid(topology: model.Topology) -> str:
+    """The lab as a Mermaid flowchart: networks as rounded boxes, hosts as boxes, routers as stadiums."""
+    ids = _MermaidIds()
+    # The title goes in front matter as a JSON string, which YAML reads as a double-quoted scalar;
+    # < is escaped there too, since Mermaid rewrites what looks like an HTML tag before it reads YAML.
+    heading = json.dumps(title(topology), ensure_ascii=False).replace("<", "\\u003c")
+    lines = ["---", f"title: {heading}", "---", "flowchart TB"]
+    for network in topology.networks:
+        label = _mermaid_label([f"network {network.name}", subnet_text(network)])
+        lines.append(f"  {ids('net', network.name)}({label}):::network")
+    for member in topology.members:
+        label = _mermaid_label(text for _, text in member_lines(member, address=False))
+        shape = f"([{label}])" if member.is_router else f"[{label}]"
+        lines.append(f"  {ids('node', member.name)}{shape}:::{'router' if member.is_router else 'host'}")
+    impaired: list[int] = []  # linkStyle counts edges in the order they are written
+    for index, link in enumerate(links(topology)):
+        text = link_lines(link.attachment)
+        line = f"---|{_mermaid_label(text)}|" if text else "---"
+        ends = (ids("node", link.member.name), ids("net", link.attachment.network))
+        upper, lower = ends if link.member_above else ends[::-1]
+        lines.append(f"  {upper} {line} {lower}")
+        if link.attachment.impair is not None:
+            impaired.append(index)
+    lines += [
+        f"  classDef network fill:{COLOURS['bar']},stroke:{COLOURS['bar_edge']}",
+        f"  classDef host fill:{COLOURS['host']},stroke:{COLOURS['host_edge']}",
+        f"  classDef router fill:{COLOURS['router']},stroke:{COLOURS['router_edge']}",
+        "  classDef profiled stroke-dasharray:5 3",
+    ]
+    profiled = [ids("node", m.name) for m in topology.members if m.profiles]
+    if profiled:
+        lines.append(f"  class {','.join(profiled)} profiled")
+    if impaired:
+        style = f"stroke:{COLOURS['impair']},stroke-width:2.5px,stroke-dasharray:6 3"
+        lines.append(f"  linkStyle {','.join(map(str, impaired))} {style}")
     return "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
-"""The picture in every format: SVG laid out here, PNG rendered from it by rsvg-convert, DOT as text.
+"""The picture in every format: SVG laid out here, PNG rendered from it by rsvg-convert, DOT and Mermaid as text.
 
-DOT is read back by a small parser written here, so a test sees
+DOT and Mermaid are read back by small parsers written here, so a test sees
 what another tool would: every declared node, every edge between declared ids,
 and labels decoded from each format's escapes. All formats must show the same
 facts (members, routers, networks and subnets, addresses, ports, impairments,
@@ -20,8 +20,9 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
+import yaml
 
-from lab import graph, model
+from lab import graph, graph_text, model
 from lab.loader import load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +35,8 @@ def _topology(name: str) -> model.Topology:
 
 
 def _awkward() -> model.Topology:
-    """Names and text that break naive quoting: quotes, backslashes and HTML entities in free text."""
+    """Names and text that break naive quoting: a node called ``end`` (a Mermaid keyword), networks whose
+    plain ids clash (``a-b``, ``a_b``), and quotes, pipes, entities, HTML, ``$$`` and ``%%{`` in free text."""
     slow = model.Impairment(delay_ms=5, loss_pct=1)
     return model.Topology(
         name="odd",
@@ -92,12 +94,12 @@ def _network_facts(network: model.Network) -> list[str]:
     return [network.name, str(network.subnet) if network.subnet is not None else "subnet chosen by Docker"]
 
 
-# --------------------------------------------------------------------------- reading DOT back
+# --------------------------------------------------------------------------- reading DOT and Mermaid back
 
 
 @dataclass
 class Parsed:
-    """A graph read back from DOT: its title, labels (decoded lines) by id, and edges with their label lines."""
+    """A graph read back from text: its title, labels (decoded lines) by id, and edges with their label lines."""
 
     title: str
     nodes: dict[str, list[str]]
@@ -139,6 +141,44 @@ def parse_dot(text: str) -> Parsed:
             parsed.nodes[name] = _dot_attrs(node["attrs"])["label"].splitlines()
         else:
             pytest.fail(f"not a DOT statement this exporter writes: {line!r}")
+    return parsed
+
+
+MERMAID_ID = r"[A-Za-z_][A-Za-z0-9_]*"
+MERMAID_LABEL = r'"[^"]*"'  # a quoted label cannot hold ", so an escaped one is whole here
+SHAPES = {"[": "]", "(": ")", "([": "])"}
+MERMAID_NODE = re.compile(
+    rf"^  (?P<id>{MERMAID_ID})(?P<open>\(\[|\[|\()(?P<label>{MERMAID_LABEL})(?P<close>\]\)|\]|\)):::(?P<cls>\w+)$"
+)
+MERMAID_EDGE = re.compile(rf"^  (?P<a>{MERMAID_ID}) ---(?:\|(?P<label>{MERMAID_LABEL})\|)? (?P<b>{MERMAID_ID})$")
+MERMAID_STYLE = re.compile(rf"^  (classDef \w+ \S.*|class {MERMAID_ID}(,{MERMAID_ID})* \w+|linkStyle [\d,]+ \S+.*)$")
+
+
+def _mermaid_lines(label: str | None) -> list[str]:
+    if not label:
+        return []
+    decoded = re.sub(r"#(\d+);", lambda m: chr(int(m[1])), label[1:-1])
+    return decoded.split("<br>")
+
+
+def parse_mermaid(text: str) -> Parsed:
+    """The flowchart and the title in its front matter; every line must be one this exporter writes."""
+    head, front, body = text.split("---\n", 2)
+    assert head == ""
+    lines = body.splitlines()
+    assert lines[0] == "flowchart TB"
+    settings = yaml.safe_load(front)
+    assert set(settings) == {"title"}
+    parsed = Parsed(settings["title"], {}, [])
+    for line in lines[1:]:
+        if node := MERMAID_NODE.fullmatch(line):
+            assert SHAPES[node["open"]] == node["close"], line
+            assert node["id"] not in parsed.nodes, f"{node['id']} declared twice"
+            parsed.nodes[node["id"]] = _mermaid_lines(node["label"])
+        elif edge := MERMAID_EDGE.fullmatch(line):
+            parsed.edges.append((edge["a"], edge["b"], _mermaid_lines(edge["label"])))
+        else:
+            assert MERMAID_STYLE.fullmatch(line), f"not a Mermaid statement this exporter writes: {line!r}"
     return parsed
 
 
@@ -222,7 +262,7 @@ def test_boxes_in_a_row_do_not_overlap() -> None:
         assert row[0].x >= 0 and row[-1].x + row[-1].width <= width
 
 
-# --------------------------------------------------------------------------- DOT
+# --------------------------------------------------------------------------- DOT and Mermaid
 
 
 @pytest.mark.parametrize("suffix", [".dot", ".gv"])
@@ -236,6 +276,30 @@ def test_dot_declares_every_node_and_links_only_declared_ids(name: str, suffix: 
         f"net:{n.name}" for n in topology.networks
     }
     assert_same_graph(topology, parsed)
+
+
+@pytest.mark.parametrize("suffix", [".mmd", ".mermaid"])
+@pytest.mark.parametrize("name", TOPOLOGIES)
+def test_mermaid_declares_every_node_and_links_only_declared_ids(name: str, suffix: str, tmp_path: Path) -> None:
+    topology = _any(name)
+    text = graph.write(topology, tmp_path / f"lab{suffix}").read_text(encoding="utf-8")
+    assert_same_graph(topology, parse_mermaid(text))
+
+
+def test_mermaid_ids_are_plain_and_distinct_for_awkward_names() -> None:
+    parsed = parse_mermaid(graph_text.mermaid(_awkward()))
+    assert {"node_end", "node_o", "node_x", "net_a_b", "net_a_b_2"} == set(parsed.nodes)
+
+
+def test_impaired_links_and_profiled_members_are_styled_in_text_formats() -> None:
+    text = graph_text.mermaid(_topology("wan"))
+    edges = [line for line in text.splitlines() if MERMAID_EDGE.fullmatch(line)]
+    impaired = [str(i) for i, line in enumerate(edges) if "delay" in line]
+    assert impaired and f"  linkStyle {','.join(impaired)} stroke:#c0392b" in text
+    profiled = graph_text.mermaid(_topology("default"))
+    assert "  class node_iterative,node_forking,node_selectors,node_asyncio,node_client profiled" in profiled
+    dot = graph_text.dot(_topology("default"))
+    assert '"node:client" [shape="box", style="filled,dashed"' in dot
 
 
 # --------------------------------------------------------------------------- PNG and refusals
@@ -270,8 +334,21 @@ def test_a_failing_renderer_leaves_no_file(tmp_path: Path, monkeypatch: pytest.M
     assert not (tmp_path / "lab.png").exists()
 
 
-@pytest.mark.parametrize("output", ["lab.jpg", "lab.mmd", "lab"])
+@pytest.mark.parametrize("output", ["lab.jpg", "lab"])
 def test_unknown_format_is_refused_naming_every_suffix(output: str, tmp_path: Path) -> None:
-    with pytest.raises(graph.GraphError, match=r"write one of \.svg, \.png, \.dot, \.gv\)$"):
+    with pytest.raises(graph.GraphError, match=r"write one of \.svg, \.png, \.dot, \.gv, \.mmd, \.mermaid\)$"):
         graph.write(_topology("default"), tmp_path / output)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_text_formats_stack_the_lab_top_down_as_the_svg_does() -> None:
+    # Graphviz and Mermaid rank an edge's first end above its second.
+    wan = _topology("wan")
+    chain = ["client", "site-a", "gw-a", "wan", "gw-b", "site-b", "echo"]
+    kinds = ["node", "net"] * 4
+    dot_pairs = {(a, b) for a, b, _ in parse_dot(graph_text.dot(wan)).edges}
+    ids = [f"{kind}:{name}" for kind, name in zip(kinds, chain, strict=False)]
+    assert set(itertools.pairwise(ids)) <= dot_pairs
+    parsed = parse_mermaid(graph_text.mermaid(wan))
+    ids = [f"{kind}_{name.replace('-', '_')}" for kind, name in zip(kinds, chain, strict=False)]
+    assert set(itertools.pairwise(ids)) <= {(a, b) for a, b, _ in parsed.edges}
