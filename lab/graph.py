@@ -1,24 +1,26 @@
 """A picture of a lab: networks as bars, hosts as boxes hanging off them, routers as ovals between.
 
-Pure Python SVG, so no Graphviz is needed; Graphviz is used only for PNG (and
-its DOT source can be written for those who want to restyle it). The layout is
-a stack: networks are horizontal bars in router order (breadth-first from the
-first network), each host sits beside the bar it is on, and routers (and hosts
-on several networks) sit between the bars they join. Every line is vertical,
-so nothing crosses a box; a dot marks where a line really attaches to a bar.
+Pure Python SVG, laid out here so the picture needs no Graphviz; PNG is the same
+SVG rendered by librsvg's ``rsvg-convert``, and ``lab.graph_text`` writes DOT and
+Mermaid for those who lay the lab out (or embed it) elsewhere. ``write`` picks
+the format from the file's suffix. The layout is a stack: networks are
+horizontal bars in router order (breadth-first from the first network), each
+host sits beside the bar it is on, and routers (and hosts on several networks)
+sit between the bars they join. Every line is vertical, so nothing crosses a
+box; a dot marks where a line really attaches to a bar.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from common.errors import TestbedError
 from lab import model
+from lab.graph_text import COLOURS, dot, member_lines, mermaid, network_order, title
 
 FONT = "DejaVu Sans Mono, Menlo, Consolas, monospace"
 SIZE = 12  # font size of box text; a monospace glyph is about 0.6 em wide
@@ -32,18 +34,6 @@ MARGIN = 24
 TOP = 56
 TITLE_SIZE = SIZE + 5
 LEGEND = "box: host · oval: router · bar: network · green: port on 127.0.0.1 · red dashed: impaired · dashed: profile"
-
-COLOURS = {
-    "bar": "#dbe8f6",
-    "bar_edge": "#4a78a8",
-    "host": "#ffffff",
-    "host_edge": "#333333",
-    "router": "#ffe7c2",
-    "router_edge": "#b86b00",
-    "port": "#1b7f3b",
-    "impair": "#c0392b",
-    "muted": "#666666",
-}
 
 
 class GraphError(TestbedError):
@@ -69,49 +59,8 @@ class Box:
 # --------------------------------------------------------------------------- layout
 
 
-def network_order(topology: model.Topology) -> list[str]:
-    """Networks breadth-first through routers from the first one, so neighbours are drawn next to each other."""
-    order: list[str] = []
-    for start in (n.name for n in topology.networks):
-        if start in order:
-            continue
-        queue = deque([start])
-        order.append(start)
-        while queue:
-            here = queue.popleft()
-            for router in topology.routers:
-                if here in router.networks:
-                    for there in router.networks:
-                        if there not in order:
-                            order.append(there)
-                            queue.append(there)
-    return order
-
-
-def _text_lines(topology: model.Topology, member: model.Node) -> tuple[tuple[str, str], ...]:
-    lines = [("name", member.name)]
-    lines.append(("muted", "router (forwards)" if member.is_router else f"service: {member.service}"))
-    # One address goes in the box; several are written on the lines to their networks.
-    if len(member.attachments) == 1 and member.attachments[0].address is not None:
-        lines.append(("text", str(member.attachments[0].address)))
-    if member.command is not None:
-        command = " ".join(member.command)
-        lines.append(("muted", "$ " + (command if len(command) <= 44 else command[:43] + "…")))
-    for port in _port_summary(member):
-        lines.append(("port", port))
-    if member.impair is not None:
-        lines.append(("impair", member.impair.describe()))
-    if member.profiles:
-        lines.append(("muted", f"profile: {', '.join(member.profiles)}"))
-    return tuple(lines)
-
-
-def _port_summary(member: model.Node) -> list[str]:
-    """``127.0.0.1:10013 → 13/tcp+udp``: one line per host port."""
-    merged: dict[tuple[int, int], list[str]] = {}
-    for port in member.publish:
-        merged.setdefault((port.host, port.container), []).append(port.protocol)
-    return [f"127.0.0.1:{host} → {inside}/{'+'.join(protos)}" for (host, inside), protos in merged.items()]
+def _lines(member: model.Node) -> tuple[tuple[str, str], ...]:
+    return member_lines(member, address=True)
 
 
 def _measure(lines: tuple[tuple[str, str], ...]) -> tuple[float, float]:
@@ -153,13 +102,13 @@ def layout(topology: model.Topology) -> tuple[list[Box], dict[str, float], float
     """Boxes, the y of each network bar, and the canvas size."""
     order = network_order(topology)
     stack = _rows(topology, order)
-    measured = {m.name: _measure(_text_lines(topology, m)) for m in topology.members}
+    measured = {m.name: _measure(_lines(m)) for m in topology.members}
     widths = [
         sum(measured[m.name][0] for m in row.members) + GAP_X * max(len(row.members) - 1, 0)
         for _, row in stack
         if isinstance(row, _Row)
     ]
-    texts = [len(_title(topology)) * TITLE_SIZE * 0.6, len(LEGEND) * CHAR]
+    texts = [len(title(topology)) * TITLE_SIZE * 0.6, len(LEGEND) * CHAR]
     width = max([*widths, *texts, 560.0]) + 2 * MARGIN
     boxes: list[Box] = []
     bars: dict[str, float] = {}
@@ -176,7 +125,7 @@ def layout(topology: model.Topology) -> tuple[list[Box], dict[str, float], float
         x = (width - row_width) / 2
         for member in item.members:
             w, h = measured[member.name]
-            boxes.append(Box(member, _text_lines(topology, member), x, y + (height - h) / 2, w, h))
+            boxes.append(Box(member, _lines(member), x, y + (height - h) / 2, w, h))
             x += w + GAP_X
         y += height + ROW_GAP
     return boxes, bars, width, y - ROW_GAP + MARGIN + 30
@@ -261,21 +210,17 @@ text {{ font-family: {FONT}; font-size: {SIZE}px; fill: #222; }}
 """
 
 
-def _title(topology: model.Topology) -> str:
-    return f"lab {topology.name}" + (f" — {topology.description}" if topology.description else "")
-
-
 def svg(topology: model.Topology) -> str:
     """The lab as a standalone SVG document."""
     boxes, bars, width, height = layout(topology)
-    title = _title(topology)
+    heading = title(topology)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}">',
-        f"<title>{escape(title)}</title>",
+        f"<title>{escape(heading)}</title>",
         f"<style>{STYLE}</style>",
         f'<rect width="{width:.0f}" height="{height:.0f}" fill="#ffffff"/>',
-        _text(MARGIN, 32, title, "title"),
+        _text(MARGIN, 32, heading, "title"),
     ]
     for box in boxes:
         parts += _links(box, bars)
@@ -288,64 +233,51 @@ def svg(topology: model.Topology) -> str:
     return "\n".join(parts) + "\n"
 
 
-# --------------------------------------------------------------------------- DOT and PNG
+# --------------------------------------------------------------------------- formats and PNG
 
-
-def _dot_id(kind: str, name: str) -> str:
-    return '"' + f"{kind}:{name}".replace('"', '\\"') + '"'
-
-
-def dot(topology: model.Topology) -> str:
-    """The same picture as Graphviz DOT: networks as wide boxes, routers as ovals, addresses on the edges."""
-    lines = [
-        f"graph {_dot_id('lab', topology.name)} {{",
-        '  graph [rankdir=TB, fontname="monospace"];',
-        '  node [fontname="monospace", fontsize=11]; edge [fontname="monospace", fontsize=9];',
-    ]
-    for network in topology.networks:
-        label = f"{network.name}\\n{network.subnet or 'subnet chosen by Docker'}"
-        lines.append(
-            f'  {_dot_id("net", network.name)} [shape=box, style="rounded,filled", fillcolor="#dbe8f6", '
-            f'label="{label}"];'
-        )
-    for member in topology.members:
-        text = "\\n".join(t for _, t in _text_lines(topology, member))
-        shape = 'shape=ellipse, style=filled, fillcolor="#ffe7c2"' if member.is_router else "shape=box"
-        lines.append(f'  {_dot_id("node", member.name)} [{shape}, label="{text}"];')
-        for attachment in member.attachments:
-            label = str(attachment.address or "")
-            if attachment.impair is not None:
-                label += f"\\n{attachment.impair.describe()}"
-            style = ', color="#c0392b", style=dashed' if attachment.impair else ""
-            lines.append(
-                f'  {_dot_id("node", member.name)} -- {_dot_id("net", attachment.network)} [label="{label}"{style}];'
-            )
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+# The suffix of the output file names its format.
+FORMATS = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid"}
+RSVG = "rsvg-convert"
+RSVG_PACKAGE = "librsvg2-bin"  # Debian's package for rsvg-convert; scripts/setup installs it
+RSVG_TIMEOUT_S = 60  # a lab picture renders in well under a second; this only stops a hung renderer
 
 
 def write(topology: model.Topology, output: Path) -> Path:
-    """Write the picture in the format the suffix names: .svg, .dot or .png (PNG needs Graphviz)."""
+    """Write the picture in the format the suffix names (see ``FORMATS``); PNG needs ``rsvg-convert``."""
     suffix = output.suffix.lower()
-    if suffix == ".svg":
-        output.write_text(svg(topology), encoding="utf-8")
-    elif suffix in {".dot", ".gv"}:
-        output.write_text(dot(topology), encoding="utf-8")
-    elif suffix == ".png":
-        _png(topology, output)
+    kind = FORMATS.get(suffix)
+    if kind is None:
+        accepted = ", ".join(FORMATS)
+        raise GraphError(f"cannot draw {output.name}: unknown format {suffix or '(none)'} (write one of {accepted})")
+    if kind == "png":
+        output.write_bytes(png(topology, name=output.name))
     else:
-        raise GraphError(f"cannot draw {output.name}: unknown format {suffix or '(none)'} (write .svg, .dot or .png)")
+        text = {"svg": svg, "dot": dot, "mermaid": mermaid}[kind](topology)
+        output.write_text(text, encoding="utf-8")
     return output
 
 
-def _png(topology: model.Topology, output: Path) -> None:
-    binary = shutil.which("dot")
+def png(topology: model.Topology, *, name: str = "lab.png") -> bytes:
+    """The SVG picture rendered as PNG by rsvg-convert, at the SVG's size; ``name`` is for messages."""
+    binary = shutil.which(RSVG)
     if binary is None:
         raise GraphError(
-            f"PNG needs Graphviz's dot, which is not installed (write {output.with_suffix('.svg').name} instead)"
+            f"cannot draw {name}: {RSVG} is not installed "
+            f"(install {RSVG_PACKAGE}, which scripts/setup does, or write {Path(name).with_suffix('.svg').name})"
         )
-    result = subprocess.run(
-        [binary, "-Tpng", "-o", str(output)], input=dot(topology), text=True, capture_output=True, check=False
-    )
-    if result.returncode != 0:
-        raise GraphError(f"dot failed: {result.stderr.strip()[:200]} (write .svg instead)")
+    # SVG on stdin and PNG on stdout: no file name reaches the argv, and a
+    # failed render leaves no half-written file behind.
+    try:
+        result = subprocess.run(
+            [binary, "--format", "png"],
+            input=svg(topology).encode(),
+            capture_output=True,
+            timeout=RSVG_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise GraphError(f"cannot draw {name}: {RSVG} ran over {RSVG_TIMEOUT_S} s (write .svg instead)") from None
+    if result.returncode != 0 or not result.stdout:
+        detail = result.stderr.decode(errors="replace").strip()[:200] or f"exit status {result.returncode}"
+        raise GraphError(f"cannot draw {name}: {RSVG} failed: {detail} (write .svg instead)")
+    return result.stdout

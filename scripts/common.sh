@@ -59,17 +59,19 @@ ensure_engine() {
   step "engine: running (server $(docker version -f '{{.Server.Version}}'))"
 }
 
-# Host tools the README's examples use (nc for talking to servers, logger for creosote).
+# Host tools the README's examples use (nc for talking to servers, logger for creosote),
+# and rsvg-convert, which renders `lab graph -o lab.png` (and its unit test) from the SVG.
 ensure_host_tools() {
   local missing=()
   have nc || missing+=(netcat-openbsd)
   have logger || missing+=(bsdutils)
+  have rsvg-convert || missing+=(librsvg2-bin)
   [ "${#missing[@]}" = 0 ] && return
   if is_root_debian; then
     step "host tools: installing ${missing[*]}"
     apt_install "${missing[@]}"
   else
-    note "optional: install ${missing[*]} to follow the README's examples"
+    note "install ${missing[*]} (the README's examples use nc and logger; lab graph's PNG and its test, rsvg-convert)"
   fi
 }
 
