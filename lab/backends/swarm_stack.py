@@ -125,6 +125,11 @@ def stack_services(stack: str) -> dict[str, Any]:
     return {str(s.name).removeprefix(f"{stack}_"): s for s in found}
 
 
+def _services(stack: str) -> list[str]:
+    """A stack's services as ``service <name>``, for saying what went."""
+    return [f"service {service.name}" for service in stack_services(stack).values()]
+
+
 class SwarmStack(Backend):
     """Swarm across machines: overlay networks, dnsrr, host-mode ports, placement from the topology."""
 
@@ -211,7 +216,7 @@ class SwarmStack(Backend):
         require_manager()
         client = engine.client()
         label: dict[str, Any] = {"label": [f"{STACK_LABEL}={project}"]}
-        before = [f"service {s}" for s in stack_services(project)] + inventory(label, volumes=volumes)
+        before = _services(project) + inventory(label, volumes=volumes)
         gone = remove_sidecars(project)  # impairment sidecars live in the tasks' namespaces
         if stack_services(project):
             with contextlib.suppress(LabError):  # "failed to remove some resources": networks in use, retried below
@@ -234,7 +239,7 @@ class SwarmStack(Backend):
             time.sleep(0.2)  # between polls: Swarm stops tasks and frees networks in the background
         if volumes:
             remove_labelled(label, volumes=True, networks=False)
-        after = [f"service {s}" for s in stack_services(project)] + inventory(label, volumes=volumes)
+        after = _services(project) + inventory(label, volumes=volumes)
         gone += [item for item in before if item not in after]
         for item in gone:
             say(f"removed {item}")

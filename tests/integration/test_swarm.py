@@ -231,7 +231,7 @@ def test_ps_finds_the_stack_by_its_name(stack: Stack) -> None:
     result = lab_cli("ps", "-t", stack.name, state=stack.state)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == f"lab {stack.name} (stack {stack.stack})"
+    assert lines[0] == f"lab {stack.name} on Swarm (stack {stack.stack})"
     rows = {line.split()[0]: line for line in lines[2:]}
     assert sorted(rows) == sorted(SERVERS)
     assert all("running (healthy)" in row for row in rows.values()), result.stdout
