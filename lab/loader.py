@@ -15,6 +15,7 @@ The schema this enforces is documented in ``topology/schema.json``.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import shlex
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from pathlib import Path
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from common import units
 from common.errors import TestbedError
 from lab import model
 from lab.catalogue import SERVICES, Service
@@ -35,6 +37,13 @@ NODE_KEYS = ("name", "service", "networks", "publish", "command", "extra", "impa
 ROUTER_KEYS = ("name", "networks", "impair")
 ATTACHMENT_KEYS = ("address", "impair")
 IMPAIR_KEYS = ("delay", "jitter", "loss", "rate")
+# How each impairment key is read: the same parsers as `lab impair --delay/--jitter/--loss/--rate`.
+IMPAIR_UNITS: dict[str, tuple[Callable[[str], float], str]] = {
+    "delay": (units.parse_duration_ms, units.DURATION_FORMS),
+    "jitter": (units.parse_duration_ms, units.DURATION_FORMS),
+    "loss": (units.parse_percent, units.PERCENT_FORMS),
+    "rate": (units.parse_rate_kbit, units.RATE_FORMS),
+}
 PLACEMENT_KEYS = ("labels", "hostname", "role")
 ROLES = ("manager", "worker")
 
@@ -42,16 +51,11 @@ LAB_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 HOSTNAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")  # one RFC 1123 label
 NETWORK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(us|ms|s)$")
-PERCENT = re.compile(r"^(\d+(?:\.\d+)?)\s*%$")
-RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit)$", re.IGNORECASE)
 PORT_SPEC = re.compile(r"^(\d+)(?::(\d+))?(?:/(tcp|udp))?$")
 # Swarm node labels and their values, kept to what a constraint expression cannot misread (no spaces, =, !).
 NODE_LABEL_KEY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$")
 NODE_LABEL_VALUE = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
 MACHINE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")  # a host name, dots allowed
-DURATION_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-RATE_KBIT = {"bit": 0.001, "kbit": 1.0, "mbit": 1000.0, "gbit": 1_000_000.0}
 RESERVED_SUFFIX = "-routes"  # the route sidecar of node X is the Compose service X-routes
 
 
@@ -75,33 +79,6 @@ class TopologyError(TestbedError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = tuple(sorted(problems, key=lambda p: p.line))
         super().__init__("\n".join(str(p) for p in self.problems))
-
-
-# --------------------------------------------------------------------------- units
-
-
-def parse_duration_ms(text: str) -> float:
-    """``80ms`` → 80.0, ``1s`` → 1000.0, ``250us`` → 0.25; ValueError otherwise."""
-    match = DURATION.match(text.strip())
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration")
-    return float(match.group(1)) * DURATION_MS[match.group(2)]
-
-
-def parse_percent(text: str) -> float:
-    """``5%`` → 5.0 (0 to 100); ValueError otherwise."""
-    match = PERCENT.match(text.strip())
-    if match is None or not 0 <= float(match.group(1)) <= 100:
-        raise ValueError(f"{text!r} is not a percentage")
-    return float(match.group(1))
-
-
-def parse_rate_kbit(text: str) -> float:
-    """``1mbit`` → 1000.0, ``512kbit`` → 512.0 (tc's units, in bits per second); ValueError otherwise."""
-    match = RATE.match(text.strip())
-    if match is None or float(match.group(1)) <= 0:
-        raise ValueError(f"{text!r} is not a rate")
-    return float(match.group(1)) * RATE_KBIT[match.group(2).lower()]
 
 
 # --------------------------------------------------------------------------- drafts (pass 1 output)
@@ -195,15 +172,25 @@ class _Reader:
             return None
         return value
 
-    def unit(self, node: Node, where: str, parse: Callable[[str], float], fix: str) -> float | None:
-        value = self.text(node, where, hint=fix)
-        if value is None:
+    def quantity(self, node: Node, where: str, parse: Callable[[str], float], *, forms: str) -> float | None:
+        """A number with its unit, read by one of ``common.units``' parsers, so a file and a command line agree.
+
+        A refusal is the grammar's own: ``UnitError``'s message, then its fix.
+        ``forms`` (like ``units.DURATION_FORMS``) is the hint when the value is
+        not a single scalar at all.
+        """
+        text = self.text(node, where, hint=f"write {forms}")
+        if text is None:
             return None
         try:
-            return parse(value)
-        except ValueError as exc:
-            self.fail(node, where, str(exc), fix)
+            value = parse(text)
+        except units.UnitError as exc:
+            self.fail(node, where, str(exc), exc.fix)
             return None
+        if not math.isfinite(value):  # hundreds of digits overflow a float; no model takes infinity
+            self.fail(node, where, f"{text!r} is too large", f"write {forms}")
+            return None
+        return value
 
 
 def _kind(node: Node) -> str:
@@ -228,35 +215,37 @@ def _suggest(value: str, valid: tuple[str, ...] | list[str], noun: str) -> str:
 
 
 def _read_impair(reader: _Reader, node: Node, where: str) -> model.Impairment | None:
+    """An impairment in ``common.units``' grammar; ``None`` when absent or when any part of it is reported."""
     values = reader.mapping(node, where, IMPAIR_KEYS)
-    delay = jitter = loss = 0.0
-    rate: float | None = None
-    if "delay" in values:
-        delay = (
-            reader.unit(values["delay"], f"{where}.delay", parse_duration_ms, "write a duration like 80ms or 1s") or 0.0
+    read: dict[str, float] = {}
+    for key, (parse, forms) in IMPAIR_UNITS.items():
+        if key in values:
+            value = reader.quantity(values[key], f"{where}.{key}", parse, forms=forms)
+            if value is not None:
+                read[key] = value
+    if read.get("jitter") and not read.get("delay") and ("delay" in read or "delay" not in values):
+        # A delay that is there but refused is reported on its own line; "add delay:" would mislead.
+        reader.fail(
+            values["jitter"],
+            f"{where}.jitter",
+            "jitter without a delay",
+            "add delay: (netem varies the delay by the jitter), e.g. delay: 80ms",
         )
-    if "jitter" in values:
-        jitter = (
-            reader.unit(values["jitter"], f"{where}.jitter", parse_duration_ms, "write a duration like 10ms") or 0.0
-        )
-        if jitter and not delay:
-            reader.fail(
-                values["jitter"],
-                f"{where}.jitter",
-                "jitter without a delay",
-                "add delay: (netem varies the delay by the jitter), e.g. delay: 80ms",
-            )
-            jitter = 0.0  # reported above; model.Impairment would raise on it and end the one-pass report
-    if "loss" in values:
-        loss = (
-            reader.unit(values["loss"], f"{where}.loss", parse_percent, "write a percentage from 0% to 100%, like 5%")
-            or 0.0
-        )
-    if "rate" in values:
-        rate = reader.unit(values["rate"], f"{where}.rate", parse_rate_kbit, "write a rate like 1mbit or 512kbit")
-    if not values:
         return None
-    return model.Impairment(delay_ms=delay, jitter_ms=jitter, loss_pct=loss, rate_kbit=rate)
+    if read.get("rate") == 0:  # above 0 as written, yet below the smallest float once scaled to kbit/s
+        text = values["rate"].value
+        reader.fail(values["rate"], f"{where}.rate", f"{text!r} is too small", f"write {units.RATE_FORMS}")
+        return None
+    if not values or len(read) < len(values):
+        return None
+    # What Impairment.__post_init__ refuses is refused above, with a line: the parsers give finite values
+    # (Reader.quantity) of 0 or more, loss up to 100 and a rate above 0; jitter comes with a delay.
+    return model.Impairment(
+        delay_ms=read.get("delay", 0.0),
+        jitter_ms=read.get("jitter", 0.0),
+        loss_pct=read.get("loss", 0.0),
+        rate_kbit=read.get("rate"),
+    )
 
 
 def _read_address(reader: _Reader, node: Node, where: str) -> IPv4Address | None:
