@@ -13,7 +13,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from common import units
-from lab import loader
+from lab import shapes
 from lab.catalogue import SERVICES
 from lab.loader import TopologyError, load, load_text
 from lab.model import Impairment, Route
@@ -378,11 +378,11 @@ def test_a_file_reads_units_as_lab_impair_does(field: str, text: str) -> None:
 def test_schema_documents_exactly_the_keys_the_loader_reads() -> None:
     schema = json.loads((ROOT / "topology" / "schema.json").read_text())
     defs = schema["$defs"]
-    assert set(schema["properties"]) == set(loader.TOP_KEYS)
-    assert set(defs["node"]["properties"]) == set(loader.NODE_KEYS)
-    assert set(defs["router"]["properties"]) == set(loader.ROUTER_KEYS)
-    assert set(defs["impair"]["properties"]) == set(loader.IMPAIR_KEYS)
-    assert set(defs["network"]["oneOf"][1]["properties"]) == set(loader.NETWORK_KEYS)
+    assert set(schema["properties"]) == set(shapes.TOP_KEYS)
+    assert set(defs["node"]["properties"]) == set(shapes.NODE_KEYS)
+    assert set(defs["router"]["properties"]) == set(shapes.ROUTER_KEYS)
+    assert set(defs["impair"]["properties"]) == set(shapes.IMPAIR_KEYS)
+    assert set(defs["network"]["oneOf"][1]["properties"]) == set(shapes.NETWORK_KEYS)
     assert defs["node"]["properties"]["service"]["enum"] == list(SERVICES)
 
 
@@ -465,5 +465,5 @@ def test_a_label_listed_twice() -> None:
 
 def test_schema_documents_the_placement_keys() -> None:
     schema = json.loads((ROOT / "topology" / "schema.json").read_text())
-    assert set(schema["$defs"]["node"]["properties"]["placement"]["properties"]) == set(loader.PLACEMENT_KEYS)
-    assert schema["$defs"]["node"]["properties"]["placement"]["properties"]["role"]["enum"] == list(loader.ROLES)
+    assert set(schema["$defs"]["node"]["properties"]["placement"]["properties"]) == set(shapes.PLACEMENT_KEYS)
+    assert schema["$defs"]["node"]["properties"]["placement"]["properties"]["role"]["enum"] == list(shapes.ROLES)
