@@ -217,7 +217,8 @@ def _expand_port(
     host, container_text, proto = match.groups()
     line = line_of(item)
     service_ports = spec.ports if spec is not None else ()
-    if not all(0 < int(p) < 65536 for p in (host, container_text or "1")):
+    # Python refuses int() of more than 4300 digits; a port has at most 5 that count.
+    if not all(len(p.lstrip("0")) <= 5 and 0 < int(p) < 65536 for p in (host, container_text or "1")):
         reader.fail(item, where, f"{text!r}: ports run from 1 to 65535", "write a port in that range")
         return []
     if container_text is None and not service_ports:

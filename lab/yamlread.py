@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.reader import ReaderError
 
 from common import units
 from common.errors import TestbedError
@@ -134,6 +135,14 @@ class Reader:
             line = mark.line + 1 if mark is not None else 1
             self.fail(line, "(yaml)", f"not valid YAML: {exc.problem}", "fix the syntax at that line")
             return None
+        except ReaderError as exc:  # a control character: not a MarkedYAMLError, no mark to read
+            line = text.count("\n", 0, exc.position) + 1
+            what = f"not valid YAML: character #x{exc.character:04x} ({exc.reason})"
+            self.fail(line, "(yaml)", what, "remove it, or write it as an escape in a double-quoted string")
+            return None
+        except RecursionError:  # PyYAML composes nested lists and mappings recursively, one frame per level
+            self.fail(1, "(yaml)", "lists and mappings nested too deeply to read", "nest them less deeply")
+            return None
         if root is None:
             self.fail(1, TOP, "the file is empty", empty)
         return root
@@ -215,7 +224,7 @@ def key_line(source: str | Path, key: str) -> int:
     """The line of a top-level key in a YAML file (1 when it cannot tell), for errors raised after loading."""
     try:
         root = yaml.compose(Path(source).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
         return 1
     if isinstance(root, MappingNode):
         for key_node, _ in root.value:

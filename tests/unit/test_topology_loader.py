@@ -299,6 +299,33 @@ def test_yaml_syntax_error_names_its_line() -> None:
     assert line.startswith("bad.yaml:3: (yaml): not valid YAML")
 
 
+def test_a_control_character_is_a_problem_not_a_traceback() -> None:
+    line = one_problem('name: x\nnetworks: [lab]\nnodes:\n  - {name: a, service: echo, command: "a\x01b"}\n')
+    assert line.startswith("bad.yaml:4: (yaml): not valid YAML: character #x0001 (special characters are not allowed)")
+
+
+def test_nesting_too_deep_for_the_yaml_reader_is_a_problem() -> None:
+    line = one_problem("name: x\nnetworks: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert line.startswith("bad.yaml:1: (yaml): lists and mappings nested too deeply to read")
+
+
+def test_a_port_of_thousands_of_digits_is_out_of_range() -> None:
+    port = "9" * 5000  # more digits than Python's int() takes from a string
+    line = one_problem(f"name: x\nnetworks: [lab]\nnodes:\n  - {{name: a, service: echo, publish: ['{port}']}}\n")
+    assert line == f"bad.yaml:4: nodes.a.publish: '{port}': ports run from 1 to 65535; write a port in that range"
+
+
+@given(st.sampled_from(TOPOLOGIES), st.floats(min_value=0, max_value=1), st.text())
+def test_a_file_with_anything_inserted_loads_or_names_its_problems(path: Path, where: float, inserted: str) -> None:
+    """A traceback is a bug: whatever the text, the answer is a topology or a ``TopologyError``."""
+    text = path.read_text(encoding="utf-8")
+    at = int(where * len(text))
+    try:
+        load_text(text[:at] + inserted + text[at:], source="bad.yaml")
+    except TopologyError as exc:
+        assert exc.problems
+
+
 def test_missing_file_is_a_problem_too(tmp_path: Path) -> None:
     with pytest.raises(TopologyError) as caught:
         load(tmp_path / "nope.yaml")
