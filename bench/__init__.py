@@ -10,6 +10,7 @@ Two kinds of module, kept apart because one kind is shipped into containers:
   matplotlib nor yaml.
 * On the host: ``options`` (the command line), ``cli`` (main), ``run`` (one
   run: images, the network, the sections), ``harness`` (the bench network's
-  containers), ``images``, ``cpu`` (cgroup CPU accounting), ``sections`` (upper,
-  udp, chat, lab) and ``report`` (medians, targets, Markdown and the SVG plot: pure).
+  containers), ``images``, ``cpu`` (cgroup CPU accounting), ``progress``,
+  ``sections`` (upper, udp, chat, lab), ``report`` (medians, targets, Markdown:
+  pure) and ``plot`` (the SVG, the one module that imports matplotlib).
 """

@@ -46,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def write_results(opts: Options, result: dict[str, Any]) -> None:
     """Evaluate the targets; write the JSON, the Markdown and the SVG plot; print the tables."""
+    # matplotlib takes most of a second to import: only a run that draws pays it.
+    from bench import plot
+
     result["targets"] = report.evaluate_targets(
         result.get("upper", {}).get("summary", []), result.get("udp", {}).get("summary", []),
         result.get("chat", {}).get("summary", []),
@@ -55,7 +58,7 @@ def write_results(opts: Options, result: dict[str, Any]) -> None:
     out.write_text(json.dumps(result, indent=1) + "\n")
     table = report.markdown(result)
     out.with_suffix(".md").write_text(table)
-    out.with_suffix(".svg").write_text(report.svg(result))
+    out.with_suffix(".svg").write_text(plot.svg(result))
     shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
     say(f"wrote {shown}, {shown.with_suffix('.md')}, {shown.with_suffix('.svg')}")
     print()
