@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from bench import loadgen, plot, report
+from bench import plot, report
+from bench.loadgen import chat, udp, upper
 from bench.stats import Histogram, bucket_bounds, bucket_of, median, merge_all, percentile
 from common.eventlog import EventLog
 
@@ -106,22 +107,22 @@ def test_median_skips_missing_values() -> None:
 
 
 def test_request_lines_and_datagrams_have_the_exact_size() -> None:
-    assert len(loadgen.make_line(64, seed=1)) == 64
-    assert loadgen.make_line(1024, seed=1).endswith(b"\n")
-    assert len(loadgen.syslog_datagram(100)) == 100
-    assert len(loadgen.syslog_datagram(1000)) == 1000
+    assert len(upper.make_line(64, seed=1)) == 64
+    assert upper.make_line(1024, seed=1).endswith(b"\n")
+    assert len(udp.syslog_datagram(100)) == 100
+    assert len(udp.syslog_datagram(1000)) == 1000
     with pytest.raises(ValueError):
-        loadgen.syslog_datagram(10)
+        udp.syslog_datagram(10)
 
 
 def test_chat_messages_carry_sender_sequence_and_time_through_both_framings() -> None:
-    text = loadgen.chat_message(3, 17, 123456789, 64)
+    text = chat.chat_message(3, 17, 123456789, 64)
     assert len(text) == 64
     as_chat = b"<guest4> " + text + b"\n"
     as_redis = b"*3\r\n$7\r\nmessage\r\n$4\r\nroom\r\n$64\r\n" + text + b"\r\n"
     for wire in (as_chat, as_redis):
-        assert loadgen.MESSAGE.findall(wire) == [(b"3", b"17", b"123456789")]
-    assert loadgen.resp_publish(b"room", b"hi") == b"*3\r\n$7\r\nPUBLISH\r\n$4\r\nroom\r\n$2\r\nhi\r\n"
+        assert chat.MESSAGE.findall(wire) == [(b"3", b"17", b"123456789")]
+    assert chat.resp_publish(b"room", b"hi") == b"*3\r\n$7\r\nPUBLISH\r\n$4\r\nroom\r\n$2\r\nhi\r\n"
 
 
 # --------------------------------------------------------------------------- aggregation and targets
