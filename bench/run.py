@@ -35,7 +35,8 @@ class SetupError(TestbedError):
 
 def measure(opts: Options) -> dict[str, Any]:
     """Run ``opts.sections``; the result, with ``meta["error"]`` when a section failed."""
-    # scripts/bench has run setup already (and says so); run directly, the venv is ours to keep as it is.
+    # Started by scripts/bench, setup has run (the variable says so). Started directly, run it but its venv
+    # step: this interpreter is that venv's.
     if not os.environ.get("TESTBED_BENCH_SETUP_DONE") and \
             subprocess.run([str(ROOT / "scripts" / "setup"), "--no-venv"]).returncode != 0:
         raise SetupError("scripts/setup failed")
