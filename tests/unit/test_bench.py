@@ -1,7 +1,7 @@
-"""The benchmark's pure parts: histogram and percentile math, aggregation, targets, Markdown, SVG.
+"""The benchmark's pure parts: histogram and percentile math, aggregation, targets, Markdown, the plot.
 
-No Docker: scripts/bench is exercised by running it; what it computes from its
-measurements is checked here.
+No Docker: the measuring is exercised by running scripts/bench; what it computes
+from its measurements, and how it draws them, is checked here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from bench import loadgen, report
+from bench import plot, report
+from bench.loadgen import chat, udp, upper
 from bench.stats import Histogram, bucket_bounds, bucket_of, median, merge_all, percentile
 from common.eventlog import EventLog
 
@@ -106,22 +107,22 @@ def test_median_skips_missing_values() -> None:
 
 
 def test_request_lines_and_datagrams_have_the_exact_size() -> None:
-    assert len(loadgen.make_line(64, seed=1)) == 64
-    assert loadgen.make_line(1024, seed=1).endswith(b"\n")
-    assert len(loadgen.syslog_datagram(100)) == 100
-    assert len(loadgen.syslog_datagram(1000)) == 1000
+    assert len(upper.make_line(64, seed=1)) == 64
+    assert upper.make_line(1024, seed=1).endswith(b"\n")
+    assert len(udp.syslog_datagram(100)) == 100
+    assert len(udp.syslog_datagram(1000)) == 1000
     with pytest.raises(ValueError):
-        loadgen.syslog_datagram(10)
+        udp.syslog_datagram(10)
 
 
 def test_chat_messages_carry_sender_sequence_and_time_through_both_framings() -> None:
-    text = loadgen.chat_message(3, 17, 123456789, 64)
+    text = chat.chat_message(3, 17, 123456789, 64)
     assert len(text) == 64
     as_chat = b"<guest4> " + text + b"\n"
     as_redis = b"*3\r\n$7\r\nmessage\r\n$4\r\nroom\r\n$64\r\n" + text + b"\r\n"
     for wire in (as_chat, as_redis):
-        assert loadgen.MESSAGE.findall(wire) == [(b"3", b"17", b"123456789")]
-    assert loadgen.resp_publish(b"room", b"hi") == b"*3\r\n$7\r\nPUBLISH\r\n$4\r\nroom\r\n$2\r\nhi\r\n"
+        assert chat.MESSAGE.findall(wire) == [(b"3", b"17", b"123456789")]
+    assert chat.resp_publish(b"room", b"hi") == b"*3\r\n$7\r\nPUBLISH\r\n$4\r\nroom\r\n$2\r\nhi\r\n"
 
 
 # --------------------------------------------------------------------------- aggregation and targets
@@ -227,14 +228,52 @@ def test_markdown_has_every_table() -> None:
     assert "| `testbed/node:latest` | 131 MB |" in text
 
 
-@pytest.mark.parametrize("result", [_result(), {}], ids=["full", "empty"])
-def test_svg_is_well_formed(result: dict[str, Any]) -> None:
-    root = ET.fromstring(report.svg(result))
-    assert root.tag == "{http://www.w3.org/2000/svg}svg"
-    assert int(root.attrib["width"]) > 0 and int(root.attrib["height"]) > 0
-    if result:
-        assert root.findall(".//{http://www.w3.org/2000/svg}polyline")
-        assert len(root.findall(".//{http://www.w3.org/2000/svg}rect")) > 4
+SVG = "{http://www.w3.org/2000/svg}"
+TITLES = {"upper-rps": "Line servers: requests/s (64 B lines)", "upper-p99": "Line servers: p99 latency (64 B lines)",
+          "udp-lossless": "Log sinks: highest lossless rate", "chat-deliveries": "Chat fan-out: deliveries/s"}
+
+
+def _panels(svg: str) -> dict[str, list[str]]:
+    """Each panel's SVG group id and the texts drawn in it."""
+    root = ET.fromstring(svg)
+    assert root.tag == SVG + "svg"
+    return {g.attrib["id"]: ["".join(t.itertext()) for t in g.iter(SVG + "text")]
+            for g in root.iter(SVG + "g") if g.attrib.get("id") in plot.PANELS}
+
+
+def test_svg_is_matplotlibs_with_four_named_panels_of_the_result() -> None:
+    svg = plot.svg(_result())
+    assert "Matplotlib v" in svg  # drawn by matplotlib, not by hand
+    panels = _panels(svg)
+    assert list(panels) == list(plot.PANELS)
+    for gid, title in TITLES.items():
+        assert title in panels[gid], gid
+    for gid in ("upper-rps", "upper-p99"):
+        assert {"threaded", "selectors", "stdlib", "concurrent connections"} <= set(panels[gid])
+        assert "iterative" not in panels[gid]  # no runs, no line
+    assert {"100 B", "15k", "≥ 30k", "creosote", "rsyslog"} <= set(panels["udp-lossless"])  # rsyslog: ladder's top
+    assert {"10", "100k", "chat", "redis", "clients"} <= set(panels["chat-deliveries"])
+    footer = ("scripts/bench, quick run 2026-01-01T00:00:00Z: medians of 3 interleaved runs across a Docker network, "
+              "2 CPUs")
+    assert footer in "".join(ET.fromstring(svg).itertext())
+
+
+def test_svg_of_an_empty_result_still_has_every_panel_saying_no_data() -> None:
+    panels = _panels(plot.svg({}))
+    assert list(panels) == list(plot.PANELS)
+    for texts in panels.values():
+        assert "(no data)" in texts
+
+
+def test_the_same_result_renders_to_the_same_bytes() -> None:
+    assert plot.svg(_result()) == plot.svg(_result())
+    assert "<dc:date>" not in plot.svg(_result())
+
+
+@pytest.mark.parametrize(("value", "text"), [(0.1, "0.1"), (10, "10"), (1000, "1k"), (12500, "12.5k"),
+                                             (118200, "118.2k")])
+def test_tick_and_bar_labels(value: float, text: str) -> None:
+    assert plot.fmt_tick(value) == text
 
 
 # --------------------------------------------------------------------------- a server change the bench relies on

@@ -1,0 +1,42 @@
+"""The ``chat`` section: the chat room and Redis pub/sub, the same fan-out from one load generator.
+
+For each client count one generator joins both rooms and alternates
+measurement phases between them (ABBA), so both see the same senders, the same
+recipients and the same moments of the shared machine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import report
+from bench.harness import Bench
+from bench.options import Options
+from bench.progress import say
+
+
+def run(bench: Bench, opts: Options) -> dict[str, Any]:
+    """Every client count, ``--reps`` phases on each room; the phases and their medians."""
+    bench.start("chat", "chat", command=["python3", "-m", "services.chat", "--max-clients", "1100"])
+    bench.start_redis()
+    say(f"chat: chat room vs Redis pub/sub at {opts.clients} clients, {opts.chat_senders} senders, "
+        f"{opts.reps} rounds each")
+    phases: list[dict[str, Any]] = []
+    for clients in opts.clients:
+        result = bench.exec_json(
+            "python3", "-m", "bench.loadgen", "chat", "--chat", f"{bench.ips['chat']}:5000",
+            "--redis", f"{bench.ips['redis']}:6379", "--clients", str(clients), "--senders", str(opts.chat_senders),
+            "--duration", str(opts.duration), "--warmup", str(opts.warmup), "--rounds", str(opts.reps),
+            "--procs", str(opts.chat_procs),
+        )
+        cell = []
+        for rnd, phase in enumerate(result["phases"]):
+            phase.pop("latency_us", None)
+            t0, t1 = phase["t0_ns"], phase["t1_ns"]
+            phase.update(clients=clients, round=rnd // 2, setup_s=result["setup_s"].get(phase["target"]),
+                         **bench.window_cores(phase["target"], t0, t1))
+            phases.append(phase)
+            rate, p95 = phase["deliveries_per_s"] / 1000, phase["p95_ms"] or 0
+            cell.append(f"{phase['target']} {rate:.0f}k/s p95 {p95:.1f} ms")
+        say(f"chat {clients} clients: " + ", ".join(cell))
+    return {"phases": phases, "summary": report.summarize_chat(phases)}
