@@ -24,7 +24,7 @@ from pathlib import Path
 import docker.errors
 
 from common.errors import TestbedError
-from lab import backends, capture, compose, graph, impair, model, swarm
+from lab import backends, capture, compose, graph, impair, model
 from lab.backends import Backend
 from lab.cli_table import UsageError, parser
 from lab.loader import LAB_NAME, TopologyError, load
@@ -107,22 +107,10 @@ def _counts(topology: model.Topology) -> str:
                                                 for items, noun in parts)  # fmt: skip
 
 
-def _swarm_only(args: argparse.Namespace, *options: str) -> None:
-    """Options that only a Swarm stack has; given without ``--swarm``, a usage error."""
-    for option in options:
-        if getattr(args, option.lstrip("-").replace("-", "_"), None) and not args.swarm:
-            raise UsageError(f"{option} needs --swarm", f"write lab {args.verb} --swarm {option} ...")
-
-
 def cmd_render(args: argparse.Namespace) -> int:
     topology = load(topology_path(args.topology))
-    _swarm_only(args, "--profile", "--port-offset")
-    label = compose.source_label(topology.source, args.output)
-    if args.swarm:
-        text = swarm.to_yaml(topology, source_label=label, profiles=args.profile, port_offset=args.port_offset)
-    else:
-        name = args.output.name if args.output else "compose.yaml"
-        text = compose.to_yaml(topology, source_label=label, output_name=name)
+    backend = backends.choose(swarm=args.swarm)
+    text = backend.render(topology, output=args.output, profiles=args.profile, port_offset=args.port_offset)
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -148,7 +136,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     say(f"validating {path}")
     topology = load(path)
     say(f"  {_counts(topology)}")
-    _swarm_only(args, "--port-offset")
     backend = backends.choose(swarm=args.swarm)
     files = backends.state_dir(args.state_dir)
     members = backend.up(topology, profiles=args.profile, files=files, say=say, port_offset=args.port_offset)

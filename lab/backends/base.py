@@ -130,6 +130,11 @@ class Backend(ABC):
         """Start the lab (its members in ``profiles``) and wait until every node is healthy; the members started."""
 
     @abstractmethod
+    def render(self, topology: model.Topology, *, output: Path | None, profiles: Sequence[str] = (),
+               port_offset: int = 0) -> str:  # fmt: skip
+        """The file this backend deploys the lab from, as text (``output``: where it will be written, if anywhere)."""
+
+    @abstractmethod
     def down(self, project: str, *, topology: model.Topology | None, files: Path, volumes: bool, say: Say) -> list[str]:
         """Stop and remove a lab (its volumes too with ``volumes``); what was removed."""
 

@@ -45,11 +45,9 @@ class ComposeProject(Backend):
         ``up --wait`` treats a container that exited as a failure, even with code 0,
         so the one-shot route helpers start in a second step that does not wait.
         """
-        if port_offset:
-            raise LabError("a port offset is for Swarm stacks", "Compose binds 127.0.0.1 at the rendered ports")
         file = compose_file(topology, files)
         say(f"rendering {file}")
-        compose.write(topology, file)
+        compose.save(self.render(topology, output=file, port_offset=port_offset), file)
         members = topology.active(profiles)
         helpers = [compose.routes_service(n) for n in members if not n.is_router and topology.routes(n)]
         names = [m.name for m in members] if helpers else []
@@ -67,6 +65,16 @@ class ComposeProject(Backend):
             for helper in helpers:
                 self._wait_helper(topology.project, helper)
         return members
+
+    def render(self, topology: model.Topology, *, output: Path | None, profiles: Sequence[str] = (),
+               port_offset: int = 0) -> str:  # fmt: skip
+        """The Compose file; it holds every profile (``up`` chooses), and its ports are rendered, not offset."""
+        if port_offset:
+            raise LabError("a port offset is for Swarm stacks", "Compose binds 127.0.0.1 at the rendered ports")
+        if profiles:
+            raise LabError("a Compose file holds every profile", "choose profiles when starting it, or render a stack")
+        label = compose.source_label(topology.source, output)
+        return compose.to_yaml(topology, source_label=label, output_name=output.name if output else "compose.yaml")
 
     def _explain_unhealthy(self, project: str) -> None:
         """Raise with the last health-check output of the first node that is not healthy, when there is one."""

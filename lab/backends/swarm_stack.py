@@ -162,6 +162,12 @@ class SwarmStack(Backend):
         self._deploy(stack, file, [m.name for m in members], say=say)
         return members
 
+    def render(self, topology: model.Topology, *, output: Path | None, profiles: Sequence[str] = (),
+               port_offset: int = 0, image: str = compose.IMAGE) -> str:  # fmt: skip
+        """The stack file: the members of ``profiles``, host ports at PORT + ``port_offset``."""
+        label = compose.source_label(topology.source, output)
+        return swarm.to_yaml(topology, source_label=label, image=image, profiles=profiles, port_offset=port_offset)
+
     def _deploy(self, stack: str, file: Path, nodes: Sequence[str], *, say: Say) -> None:
         """Deploy and wait until every node's task runs with its health check passed.
 
