@@ -98,7 +98,14 @@ def target(args: argparse.Namespace) -> tuple[str, Backend]:
 def cmd_validate(args: argparse.Namespace) -> int:
     topology = load(topology_path(args.topology))
     print(f"{topology.source}: ok: {_counts(topology)}")
+    _warn(topology)
     return 0
+
+
+def _warn(topology: model.Topology) -> None:
+    """Say which nodes run with less hardening than the default: allowed, but never silently."""
+    for warning in topology.warnings():
+        print(f"warning: {topology.source}: {warning}", file=sys.stderr)
 
 
 def _counts(topology: model.Topology) -> str:
@@ -136,6 +143,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     say(f"validating {path}")
     topology = load(path)
     say(f"  {_counts(topology)}")
+    _warn(topology)
     backend = backends.choose(swarm=args.swarm)
     files = backends.state_dir(args.state_dir)
     members = backend.up(topology, profiles=args.profile, files=files, say=say, port_offset=args.port_offset)

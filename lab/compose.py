@@ -25,12 +25,16 @@ import yaml
 
 from lab import model
 from lab.catalogue import ROUTER, SERVICES, Service
+from protocols import registry
 
 IMAGE = f"${{{model.IMAGE_VARIABLE}:-{model.DEFAULT_NODE_IMAGE}}}"  # Compose reads the variable when it runs
 # One check a second: "up --wait" waits for the first one, and Docker 20.10 (API 1.41) has no
 # start_interval to check sooner while starting. The netcat probe keeps that cheap.
 HEALTH = {"interval": "1s", "timeout": "3s", "retries": 3, "start_period": "10s"}
 ROUTES_SUFFIX = "-routes"
+PROGRAM_USER = "10001:10001"  # an image's own user may be root; a program node runs as the node image's uid
+PROGRAM_MEMORY = "256m"
+PROGRAM_PIDS = 256
 TMP_MOUNT, TMP_SIZE_MB = "/tmp", 16  # a small writable /tmp on the read-only root
 
 
@@ -77,7 +81,7 @@ def node_volumes(node: model.Node) -> list[tuple[str, str]]:
     command = node.command
     return [
         (f"{node.name}-{v.suffix}", v.mount)
-        for v in SERVICES[node.service].volumes
+        for v in (SERVICES[node.service].volumes if node.program is None else ())
         if command is None or any(v.mount in word for word in command)
     ]
 
@@ -116,6 +120,8 @@ def _addressing(topology: model.Topology, node: model.Node) -> dict[str, Any]:
 
 
 def _host_service(topology: model.Topology, node: model.Node) -> dict[str, Any]:
+    if node.program is not None:
+        return program_service(topology, node, node.program)
     spec: Service = SERVICES[node.service]
     service: dict[str, Any] = {"image": IMAGE, "pull_policy": "never", "hostname": node.name}
     if node.profiles:
@@ -137,6 +143,63 @@ def _host_service(topology: model.Topology, node: model.Node) -> dict[str, Any]:
         service["healthcheck"] = check
     service["labels"] = lab_labels(topology)
     return service
+
+
+def program_image(topology: model.Topology, node: model.Node, program: model.Program) -> str:
+    """The image a program node runs: the node image for code, the named image, or the tag its build gets."""
+    if program.kind == "code":
+        return IMAGE
+    return program.image or f"{topology.project}-{node.name}:latest"
+
+
+def program_service(topology: model.Topology, node: model.Node, program: model.Program) -> dict[str, Any]:
+    """A node of the user's code or image, hardened like every other unless the topology relaxes it (visibly)."""
+    service: dict[str, Any] = {"image": program_image(topology, node, program)}
+    if program.build is not None:
+        service["build"] = {"context": str(program.build)}
+    service["pull_policy"] = "never" if program.kind == "code" else "build" if program.build else "missing"
+    service["hostname"] = node.name
+    if node.profiles:
+        service["profiles"] = Flow(node.profiles)
+    command = node.command or program.default_command()
+    if command:
+        service["command"] = Flow(command)
+    if program.environment:
+        service["environment"] = dict(program.environment)
+    service["user"] = program.user or (PROGRAM_USER if program.kind == "image" else "node")
+    if program.kind == "code":
+        service["working_dir"] = model.CODE_MOUNT
+    service.update(hardening())
+    service["read_only"] = program.read_only
+    if program.cap_add:
+        service["cap_add"] = Flow(program.cap_add)
+    service.update({"mem_limit": PROGRAM_MEMORY, "pids_limit": PROGRAM_PIDS, "stop_grace_period": "2s"})
+    service.update(_addressing(topology, node))
+    if node.publish:
+        service["ports"] = [port.compose() for port in node.publish]
+    if program.code is not None:
+        target = model.CODE_MOUNT if program.code.is_dir() else f"{model.CODE_MOUNT}/{program.code.name}"
+        service["volumes"] = [{"type": "bind", "source": str(program.code), "target": target, "read_only": True}]
+    check = program_healthcheck(program)
+    if check is not None:
+        service["healthcheck"] = check
+    service["labels"] = lab_labels(topology)
+    return service
+
+
+def program_healthcheck(program: model.Program) -> dict[str, Any] | None:
+    """A command probe runs in any image; a protocol probe needs the node image's tools (code nodes).
+
+    An image node with a protocol probe has no Docker health check: ``lab up`` probes
+    it from a sidecar in its namespace instead, which works whatever the image holds.
+    """
+    if program.probe is None:
+        return None
+    if program.probe.exec:
+        return {"test": Flow(["CMD", *program.probe.exec]), **HEALTH}
+    if program.kind != "code" or program.probe.protocol is None:
+        return None
+    return {"test": Flow(["CMD", *registry.health_command(program.probe.protocol, program.ports)]), **HEALTH}
 
 
 def healthcheck(spec: Service) -> dict[str, Any] | None:
@@ -268,7 +331,7 @@ def header(topology: model.Topology, *, source_label: str, output_name: str = "c
             f"# Profile {profile} ({members}): lab up --profile {profile}, or docker compose --profile {profile} up -d"
         )
     for node in topology.nodes:
-        if SERVICES[node.service].interactive:
+        if node.program is None and SERVICES[node.service].interactive:
             lines.append(f"# Clients, by hostname: docker compose run --rm {node.name} [python3 -m clients.NAME ...]")
     return "\n".join(lines) + "\n\n"
 

@@ -42,6 +42,7 @@ class Member:
     impair: model.Impairment | None = None
     profiles: tuple[str, ...] = ()
     placement: model.Placement | None = None
+    program: model.Program | None = None
     networks_line: int = 0
 
 
@@ -78,6 +79,7 @@ def _node(m: Member) -> model.Node:
         profiles=m.profiles,
         is_router=m.is_router,
         placement=m.placement,
+        program=m.program,
     )
 
 

@@ -21,6 +21,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from common import units
+from protocols import registry
 
 DEFAULT_LAB = "default"
 PROJECT_PREFIX = "testbed"
@@ -164,11 +165,60 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """How the lab knows a node is ready: a protocol of the registry (or bare reachability), or a command in it."""
+
+    protocol: str | None = None  # registry.PROTOCOLS or registry.REACHABILITY
+    exec: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return self.protocol or "exec " + " ".join(self.exec)
+
+
+CODE_MOUNT = "/code"  # where a code: node finds the user's file or folder, read-only
+
+
+@dataclass(frozen=True)
+class Program:
+    """What a node runs when it is not a built-in service: the user's code in the node image, or their image.
+
+    Every kind keeps the lab's hardening unless the topology asks otherwise, visibly
+    (``cap_add``, ``read_only: false``, ``user: root``: see ``Topology.warnings``).
+    """
+
+    kind: str  # "code" or "image"
+    ports: tuple[registry.Port, ...] = ()
+    probe: Probe | None = None
+    code: Path | None = None  # code: the file or folder (absolute), mounted at CODE_MOUNT
+    image: str | None = None  # image: its name; with build, the tag it is built as
+    build: Path | None = None  # a folder with a Dockerfile (absolute)
+    environment: tuple[tuple[str, str], ...] = ()
+    user: str | None = None  # None: the node image's user for code, uid 10001 for images
+    cap_add: tuple[str, ...] = ()
+    read_only: bool = True
+
+    def default_command(self) -> tuple[str, ...] | None:
+        """``python3 /code/<file>`` for a single file of code; an image runs its own."""
+        if self.code is not None and not self.code.is_dir():
+            return ("python3", f"{CODE_MOUNT}/{self.code.name}")
+        return None
+
+    def relaxed(self) -> list[str]:
+        """What this node asks for beyond the default hardening, in words."""
+        found = [f"cap_add {', '.join(self.cap_add)}"] if self.cap_add else []
+        if not self.read_only:
+            found.append("a writable root (read_only: false)")
+        if self.user is not None and self.user.split(":")[0] in ("root", "0"):
+            found.append("user root")
+        return found
+
+
+@dataclass(frozen=True)
 class Node:
-    """A host of the lab: one container of the node image running one catalogue service."""
+    """A host of the lab: one container running a catalogue service, or the user's code or image (``program``)."""
 
     name: str  # also its hostname and its Compose service name
-    service: str
+    service: str  # the catalogue service; "" when ``program`` says what runs
     attachments: tuple[Attachment, ...]
     publish: tuple[Port, ...] = ()
     command: tuple[str, ...] | None = None  # None: the catalogue's command
@@ -177,6 +227,12 @@ class Node:
     profiles: tuple[str, ...] = ()
     is_router: bool = False
     placement: Placement | None = None  # where it may run on a cluster; None: anywhere
+    program: Program | None = None
+
+    @property
+    def kind(self) -> str:
+        """``service``, ``code``, ``image`` or ``router``."""
+        return "router" if self.is_router else self.program.kind if self.program else "service"
 
     @property
     def networks(self) -> tuple[str, ...]:
@@ -222,6 +278,14 @@ class Topology:
 
     def network(self, name: str) -> Network:
         return next(n for n in self.networks if n.name == name)
+
+    def warnings(self) -> list[str]:
+        """One line per node that asks for less hardening than the default (``lab validate`` and ``lab up`` say so)."""
+        return [
+            f"nodes.{node.name}: runs with {'; '.join(node.program.relaxed())} (less hardened than the default)"
+            for node in self.nodes
+            if node.program is not None and node.program.relaxed()
+        ]
 
     def active(self, profiles: Sequence[str] = ()) -> tuple[Node, ...]:
         """The members a start brings up: those without profiles, and those in one of ``profiles``."""

@@ -16,14 +16,15 @@ from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueE
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from common import units
-from lab import model
+from lab import model, programs
 from lab.catalogue import SERVICES, Service
 from lab.draft import Attach, Draft, Member
 from lab.yamlread import TOP, Reader, describe, is_null, line_of, suggest
 
 TOP_KEYS = ("name", "description", "networks", "nodes", "routers")
 NETWORK_KEYS = ("name", "subnet")
-NODE_KEYS = ("name", "service", "networks", "publish", "command", "extra", "impair", "profiles", "placement")
+NODE_KEYS = ("name", *programs.KINDS, "networks", "publish", "command", "extra", "impair", "profiles", "placement",
+             *programs.PROGRAM_KEYS)  # fmt: skip
 ROUTER_KEYS = ("name", "networks", "impair")
 ATTACHMENT_KEYS = ("address", "impair")
 IMPAIR_KEYS = ("delay", "jitter", "loss", "rate")
@@ -183,9 +184,8 @@ def _read_command(reader: Reader, node: Node, where: str) -> tuple[str, ...] | N
     return words
 
 
-def _read_publish(reader: Reader, node: Node, where: str, service: str) -> list[tuple[model.Port, int]]:
+def _read_publish(reader: Reader, node: Node, where: str, spec: Service | None) -> list[tuple[model.Port, int]]:
     """``true`` (10000 + each port), or a list of ``HOST`` or ``HOST:CONTAINER``, each with an optional ``/udp``."""
-    spec = SERVICES.get(service)
     if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:bool":
         if node.value.lower() not in {"true", "yes", "on"} or spec is None:
             return []
@@ -250,7 +250,7 @@ def _read_member(reader: Reader, node: Node, index: int, *, router: bool) -> Mem
         node,
         f"{section}.{label}" if label else f"{section}[{index}]",
         keys,
-        required=("name", "networks") if router else ("name", "service"),
+        required=("name", "networks") if router else ("name",),
     )
     if "name" not in values:
         return None
@@ -282,6 +282,12 @@ def _read_member(reader: Reader, node: Node, index: int, *, router: bool) -> Mem
 
 
 def _read_host_fields(reader: Reader, member: Member, values: dict[str, Node], where: str) -> None:
+    kind = programs.node_kind(reader, values.get("name") or values[next(iter(values))], values, where)
+    if kind is not None:
+        programs.check_fields(reader, values, where, kind)
+    if kind in ("code", "image"):
+        member.service = ""
+        member.program = programs.read_program(reader, values, where, kind)
     if "service" in values:
         service = reader.text(values["service"], f"{where}.service", hint=suggest("", list(SERVICES), "service"))
         if service is not None and service not in SERVICES:
@@ -294,7 +300,8 @@ def _read_host_fields(reader: Reader, member: Member, values: dict[str, Node], w
             )
         member.service = service if service in SERVICES else ""
     if "publish" in values:
-        member.publish = _read_publish(reader, values["publish"], f"{where}.publish", member.service)
+        spec = SERVICES.get(member.service) if member.program is None else programs.offered(member.name, member.program)
+        member.publish = _read_publish(reader, values["publish"], f"{where}.publish", spec)
     if "command" in values:
         member.command = _read_command(reader, values["command"], f"{where}.command")
     if "extra" in values:

@@ -37,11 +37,11 @@ What changes from ``compose.yaml``, and why:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lab import compose, model
-from lab.catalogue import SERVICES, Service
+from lab.catalogue import SERVICES
 from lab.loader import Problem, TopologyError, key_line
 
 STACK_VERSION = "3.9"  # the newest stack file format of Docker 20.10's CLI (pids limits need it)
@@ -75,12 +75,16 @@ def check(topology: model.Topology) -> None:
 
 def members(topology: model.Topology, profiles: Sequence[str] = ()) -> tuple[model.Node, ...]:
     """The nodes that become services: active hosts, except one-shot clients."""
-    return tuple(n for n in topology.active(profiles) if not n.is_router and not SERVICES[n.service].interactive)
+    return tuple(n for n in topology.active(profiles) if not n.is_router and not _interactive(n))
 
 
 def left_out(topology: model.Topology, profiles: Sequence[str] = ()) -> tuple[model.Node, ...]:
     """Active one-shot clients: a Swarm service must keep running, so they are run with ``docker run``."""
-    return tuple(n for n in topology.active(profiles) if not n.is_router and SERVICES[n.service].interactive)
+    return tuple(n for n in topology.active(profiles) if not n.is_router and _interactive(n))
+
+
+def _interactive(node: model.Node) -> bool:
+    return node.program is None and SERVICES[node.service].interactive
 
 
 def ports(node: model.Node, *, offset: int = 0) -> list[dict[str, Any]]:
@@ -106,12 +110,12 @@ def _hardening() -> dict[str, Any]:
     return carried
 
 
-def _deploy(topology: model.Topology, node: model.Node, spec: Service) -> dict[str, Any]:
+def _deploy(topology: model.Topology, node: model.Node, *, restart: str, memory: str, pids: int) -> dict[str, Any]:
     deploy: dict[str, Any] = {
         "endpoint_mode": "dnsrr",
         "replicas": 1,
-        "restart_policy": {"condition": RESTART[spec.restart], "delay": RESTART_DELAY},
-        "resources": {"limits": {"memory": spec.mem_limit, "pids": spec.pids_limit}},
+        "restart_policy": {"condition": RESTART[restart], "delay": RESTART_DELAY},
+        "resources": {"limits": {"memory": memory, "pids": pids}},
     }
     if node.placement is not None:
         deploy["placement"] = {"constraints": list(node.placement.constraints())}
@@ -119,8 +123,47 @@ def _deploy(topology: model.Topology, node: model.Node, spec: Service) -> dict[s
     return deploy
 
 
-def service(topology: model.Topology, node: model.Node, *, image: str, port_offset: int = 0) -> dict[str, Any]:
-    """One node as a Swarm service."""
+def _tmp() -> dict[str, Any]:
+    size = compose.FlowMap(size=compose.TMP_SIZE_MB * 1024 * 1024)
+    return compose.FlowMap(type="tmpfs", target=compose.TMP_MOUNT, tmpfs=size)
+
+
+def program_service(
+    topology: model.Topology, node: model.Node, program: model.Program, *, image: str, port_offset: int = 0
+) -> dict[str, Any]:
+    """A node of the user's code or image as a Swarm service: Compose's rendering, less what a stack cannot take.
+
+    A stack cannot build (``lab up --swarm`` builds first and pins the result by ID) and
+    ignores ``cap_add`` on this engine's stack format; a code folder is bind-mounted, so on
+    several machines it must be at the same path on each.
+    """
+    body = compose.program_service(topology, node, program)
+    for key in ("pull_policy", "build", "restart", "tmpfs", "security_opt", "mem_limit", "pids_limit", "profiles"):
+        body.pop(key, None)
+    body["image"] = image
+    body["networks"] = compose.Flow(node.networks)
+    if node.publish:
+        body["ports"] = ports(node, offset=port_offset)
+    body["volumes"] = [_tmp(), *body.get("volumes", [])]
+    body["labels"] = {**body["labels"], NODE_LABEL: node.name}
+    body["deploy"] = _deploy(topology, node, restart="unless-stopped", memory=compose.PROGRAM_MEMORY,
+                             pids=compose.PROGRAM_PIDS)  # fmt: skip
+    return body
+
+
+def service(
+    topology: model.Topology,
+    node: model.Node,
+    *,
+    image: str,
+    port_offset: int = 0,
+    program_images: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One node as a Swarm service (``program_images``: the pinned image of each image: node, by node name)."""
+    if node.program is not None:
+        own = (program_images or {}).get(node.name)
+        chosen = image if node.program.kind == "code" else own or compose.program_image(topology, node, node.program)
+        return program_service(topology, node, node.program, image=chosen, port_offset=port_offset)
     spec = SERVICES[node.service]
     body: dict[str, Any] = {"image": image, "hostname": node.name}
     body["command"] = compose.Flow(node.command or spec.command)
@@ -129,19 +172,22 @@ def service(topology: model.Topology, node: model.Node, *, image: str, port_offs
     body["networks"] = compose.Flow(node.networks)
     if node.publish:
         body["ports"] = ports(node, offset=port_offset)
-    size = compose.FlowMap(size=compose.TMP_SIZE_MB * 1024 * 1024)
-    tmp = compose.FlowMap(type="tmpfs", target=compose.TMP_MOUNT, tmpfs=size)
-    body["volumes"] = [tmp, *(f"{name}:{mount}" for name, mount in compose.node_volumes(node))]
+    body["volumes"] = [_tmp(), *(f"{name}:{mount}" for name, mount in compose.node_volumes(node))]
     check = compose.healthcheck(spec)
     if check is not None:
         body["healthcheck"] = check
     body["labels"] = compose.lab_labels(topology, **{NODE_LABEL: node.name})
-    body["deploy"] = _deploy(topology, node, spec)
+    body["deploy"] = _deploy(topology, node, restart=spec.restart, memory=spec.mem_limit, pids=spec.pids_limit)
     return body
 
 
 def render(
-    topology: model.Topology, *, image: str = compose.IMAGE, profiles: Sequence[str] = (), port_offset: int = 0
+    topology: model.Topology,
+    *,
+    image: str = compose.IMAGE,
+    profiles: Sequence[str] = (),
+    port_offset: int = 0,
+    program_images: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The whole stack document as plain data; ``TopologyError`` when the topology has routers."""
     check(topology)
@@ -158,7 +204,10 @@ def render(
         networks[network.name] = entry
     document: dict[str, Any] = {
         "version": STACK_VERSION,
-        "services": {n.name: service(topology, n, image=image, port_offset=port_offset) for n in nodes},
+        "services": {
+            n.name: service(topology, n, image=image, port_offset=port_offset, program_images=program_images)
+            for n in nodes
+        },
         "networks": networks,
     }
     volumes = {name: {"labels": compose.lab_labels(topology)} for n in nodes for name, _ in compose.node_volumes(n)}
@@ -200,9 +249,10 @@ def to_yaml(
     image: str = compose.IMAGE,
     profiles: Sequence[str] = (),
     port_offset: int = 0,
+    program_images: Mapping[str, str] | None = None,
 ) -> str:
     """The stack file text: header, then sections with a blank line between services."""
-    document = render(topology, image=image, profiles=profiles, port_offset=port_offset)
+    document = render(topology, image=image, profiles=profiles, port_offset=port_offset, program_images=program_images)
     parts = [
         header(topology, source_label=source_label, profiles=profiles, port_offset=port_offset),
         compose.dump({"version": document["version"]}),

@@ -21,9 +21,11 @@ from typing import Any
 import docker.errors
 from docker.models.containers import Container
 
+from common.waiting import wait_until
 from lab import engine, model
 from lab.engine import PROJECT_LABEL, STACK_LABEL, LabError
 from lab.swarm import NODE_LABEL
+from protocols import registry
 
 Say = Callable[[str], None]
 
@@ -192,6 +194,40 @@ class Backend(ABC):
     def run_in(self, project: str, node: str, argv: Sequence[str], *, user: str | None = None) -> engine.Ran:
         """Run a command in a node without a terminal."""
         return engine.run_in(self.find_container(project, node), argv, user=user)
+
+
+PROBE_TIMEOUT = 60.0  # seconds for a program node's protocol probe to pass after its container started
+
+
+def probe_programs(backend: Backend, project: str, members: Sequence[model.Node], *, say: Say) -> None:
+    """Wait until every image node with a protocol probe answers it, probed from a sidecar in its namespace.
+
+    Docker's health check runs inside the container, and an arbitrary image has none of
+    our tools; a sidecar of the node image sharing the node's network namespace speaks
+    the protocol to 127.0.0.1 whatever the image holds.
+    """
+    from lab.impair import sidecar  # the runtime helpers sit beside the backends, not below them
+
+    for node in members:
+        program = node.program
+        if program is None or program.kind != "image" or program.probe is None or program.probe.protocol is None:
+            continue
+        container = backend.find_container(project, node.name)
+        argv = registry.probe_command(program.probe.protocol, "127.0.0.1", program.ports)
+        say(f"probing {node.name} ({program.probe.protocol} on {', '.join(map(str, program.ports))})")
+        last = ""
+
+        def answered(container: Container = container, argv: Sequence[str] = argv) -> bool:
+            nonlocal last
+            ran = sidecar.one_shot(project=project, role="probe", network_mode=f"container:{container.id}",
+                                   command=argv)  # fmt: skip
+            last = ran.output.strip()
+            return ran.code == 0
+
+        try:
+            wait_until(answered, timeout=PROBE_TIMEOUT, interval=0.5, what=f"{node.name} to answer its probe")
+        except TimeoutError as exc:
+            raise LabError(f"{exc}; last probe: {last}", f"lab logs -t {model.lab_name(project)} {node.name}") from None
 
 
 def node_name(container: Container) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from docker.models.containers import Container
 
 from lab import compose, engine, model
-from lab.backends.base import Backend, Row, Say, inventory, remove_labelled, remove_sidecars, run_docker
+from lab.backends.base import Backend, Row, Say, inventory, probe_programs, remove_labelled, remove_sidecars, run_docker
 from lab.engine import CONFIG_LABEL, PROJECT_LABEL, SERVICE_LABEL, LabError
 
 WAIT_TIMEOUT = 120  # seconds for every health check to pass
@@ -53,7 +53,8 @@ class ComposeProject(Backend):
         names = [m.name for m in members] if helpers else []
         count = f"{len(members)} container" + ("" if len(members) == 1 else "s")
         say(f"starting {count} and waiting for their health checks (up to {WAIT_TIMEOUT} s)")
-        wait = ["up", "-d", "--wait", "--wait-timeout", str(WAIT_TIMEOUT), "--remove-orphans", *names]
+        build = ["--build"] if any(m.program and m.program.build for m in members) else []  # a changed Dockerfile
+        wait = ["up", "-d", *build, "--wait", "--wait-timeout", str(WAIT_TIMEOUT), "--remove-orphans", *names]
         try:
             _compose(topology.project, file, *wait, profiles=profiles)
         except LabError:
@@ -64,6 +65,7 @@ class ComposeProject(Backend):
             _compose(topology.project, file, "up", "-d", "--no-deps", *helpers, profiles=profiles)
             for helper in helpers:
                 self._wait_helper(topology.project, helper)
+        probe_programs(self, topology.project, members, say=say)
         return members
 
     def render(self, topology: model.Topology, *, output: Path | None, profiles: Sequence[str] = (),

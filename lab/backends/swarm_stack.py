@@ -17,7 +17,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from lab import compose, engine, model, swarm
-from lab.backends.base import Backend, Row, Say, inventory, remove_labelled, remove_sidecars, run_docker
+from lab.backends.base import Backend, Row, Say, inventory, probe_programs, remove_labelled, remove_sidecars, run_docker
 from lab.engine import PROJECT_LABEL, STACK_LABEL, LabError
 
 WAIT_TIMEOUT = 120  # seconds for every health check to pass
@@ -71,6 +71,22 @@ def pinned_image(reference: str | None = None) -> str:
             f"build it with scripts/setup, or name a pushed image by digest: "
             f"{model.IMAGE_VARIABLE}=REGISTRY/testbed/node@sha256:...",
         ) from None
+
+
+def program_image(topology: model.Topology, node: model.Node, *, say: Say) -> str:
+    """An image node's image as Swarm must see it: built here first when it has ``build:``, then pinned by ID."""
+    assert node.program is not None
+    tag = compose.program_image(topology, node, node.program)
+    if node.program.build is not None:
+        say(f"building {tag} from {node.program.build}")
+        try:
+            built, _logs = engine.client().images.build(path=str(node.program.build), tag=tag, rm=True)
+        except (docker.errors.BuildError, docker.errors.APIError) as exc:
+            raise LabError(
+                f"building {node.name}'s image failed: {exc}", f"docker build {node.program.build}"
+            ) from None
+        return str(built.id)
+    return pinned_image(tag)
 
 
 @dataclass(frozen=True)
@@ -147,26 +163,31 @@ class SwarmStack(Backend):
                 f"lab down {topology.name} first",
             )
         image = pinned_image()
+        members = swarm.members(topology, profiles)
+        programs = {
+            n.name: program_image(topology, n, say=say) for n in members if n.program and n.program.kind == "image"
+        }
         file = stack_file(topology, files)
         say(f"rendering {file} (image {image.removeprefix('sha256:')[:12]}, pinned: no machine pulls it)")
-        label = compose.source_label(topology.source, file)
-        compose.save(
-            swarm.to_yaml(topology, source_label=label, image=image, profiles=profiles, port_offset=port_offset), file
-        )
+        text = self.render(topology, output=file, profiles=profiles, port_offset=port_offset, image=image,
+                           program_images=programs)  # fmt: skip
+        compose.save(text, file)
         for node in swarm.left_out(topology, profiles):
             say(
                 f"  {node.name} is a one-shot client, not a service: docker run --rm -i "
                 f"--network {stack}_{node.networks[0]} {engine.node_image()} python3 -m clients.tour"
             )
-        members = swarm.members(topology, profiles)
         self._deploy(stack, file, [m.name for m in members], say=say)
+        probe_programs(self, stack, members, say=say)
         return members
 
     def render(self, topology: model.Topology, *, output: Path | None, profiles: Sequence[str] = (),
-               port_offset: int = 0, image: str = compose.IMAGE) -> str:  # fmt: skip
-        """The stack file: the members of ``profiles``, host ports at PORT + ``port_offset``."""
+               port_offset: int = 0, image: str = compose.IMAGE,
+               program_images: dict[str, str] | None = None) -> str:  # fmt: skip
+        """The stack file: the members of ``profiles``, host ports at PORT + ``port_offset``, images as given."""
         label = compose.source_label(topology.source, output)
-        return swarm.to_yaml(topology, source_label=label, image=image, profiles=profiles, port_offset=port_offset)
+        return swarm.to_yaml(topology, source_label=label, image=image, profiles=profiles, port_offset=port_offset,
+                             program_images=program_images)  # fmt: skip
 
     def _deploy(self, stack: str, file: Path, nodes: Sequence[str], *, say: Say) -> None:
         """Deploy and wait until every node's task runs with its health check passed.
