@@ -20,11 +20,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import docker.errors
 
 from common.errors import TestbedError
-from lab import backends, capture, compose, graph, impair, model
+from lab import backends, capture, compose, engine, graph, impair, model
 from lab.backends import Backend
 from lab.cli_table import UsageError, parser
 from lab.loader import LAB_NAME, TopologyError, load
@@ -285,10 +286,40 @@ def cmd_capture(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """From this machine to HOST:PORT, or from a client container beside NODE on its network."""
+    options = [*(["--json"] if args.json else []), *(["--only", args.only] if args.only else [])]
+    options += [*(["--udp-port", str(args.udp_port)] if args.udp_port else []), "--timeout", str(args.timeout)]
+    if ":" in args.target:
+        from clients.check import main as check  # the same checker the client container runs
+
+        return check([args.protocol, args.target, *options])
+    project, backend = target(args)
+    container = backend.find_container(project, args.target)
+    networks = sorted(container.attrs["NetworkSettings"]["Networks"] or {})
+    if not networks:
+        raise UsageError(
+            f"{args.target} is on no network", f"is it disconnected? lab heal -t {model.lab_name(project)}"
+        )
+    port = args.port or _exposed_port(container.attrs, "udp" if args.protocol == "creosote" else "tcp")
+    address = f"{args.target}:{port}" if port else args.target
+    argv = ["python3", "-m", "clients.check", args.protocol, address, *options]
+    ran = engine.run_client(networks[0], argv, labels={model.LAB_LABEL: model.lab_name(project)})
+    sys.stdout.write(ran.out)
+    sys.stderr.write(ran.err)
+    return ran.code
+
+
+def _exposed_port(attrs: dict[str, Any], transport: str) -> int | None:
+    """The one port of ``transport`` a container exposes (a program node's ``ports:``), if exactly one."""
+    found = [int(key.split("/")[0]) for key in (attrs["Config"].get("ExposedPorts") or {}) if key.endswith(transport)]
+    return found[0] if len(found) == 1 else None
+
+
 HANDLERS = {
     "up": cmd_up, "down": cmd_down, "ps": cmd_ps, "exec": cmd_exec, "logs": cmd_logs, "impair": cmd_impair,
     "partition": cmd_partition, "heal": cmd_heal, "capture": cmd_capture, "graph": cmd_graph,
-    "validate": cmd_validate, "render": cmd_render, "wipe": cmd_wipe,
+    "validate": cmd_validate, "render": cmd_render, "wipe": cmd_wipe, "check": cmd_check,
 }  # fmt: skip
 
 

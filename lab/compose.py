@@ -175,6 +175,8 @@ def program_service(topology: model.Topology, node: model.Node, program: model.P
         service["cap_add"] = Flow(program.cap_add)
     service.update({"mem_limit": PROGRAM_MEMORY, "pids_limit": PROGRAM_PIDS, "stop_grace_period": "2s"})
     service.update(_addressing(topology, node))
+    if program.ports:
+        service["expose"] = [str(port) for port in program.ports]  # in the container's config: lab check reads it
     if node.publish:
         service["ports"] = [port.compose() for port in node.publish]
     if program.code is not None:

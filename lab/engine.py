@@ -116,6 +116,41 @@ def logs(container: Container) -> str:
         return ""
 
 
+CLIENT_TIMEOUT = 900.0  # seconds a one-shot client may run (a full conformance check takes well under a minute)
+
+
+def run_client(network: str, argv: Sequence[str], *, labels: dict[str, str], timeout: float = CLIENT_TIMEOUT) -> Ran:
+    """Run a one-shot client of the node image on a Docker network, hardened like a node; what it printed.
+
+    The container is removed afterwards, whatever happened; ``labels`` (the lab's) let a
+    teardown find it should this process die first.
+    """
+    container = client().containers.run(
+        node_image(),
+        list(argv),
+        detach=True,
+        network=network,
+        user="node",
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges:true"],
+        read_only=True,
+        tmpfs={"/tmp": "size=16m"},
+        mem_limit="512m",
+        pids_limit=256,
+        labels=labels,
+    )
+    try:
+        try:
+            status = container.wait(timeout=timeout)
+        except Exception:  # the SDK lets the HTTP read timeout through as requests' own type
+            raise LabError(f"{' '.join(argv[:4])} did not finish within {timeout:g} s", "see its output") from None
+        out = text(container.logs(stdout=True, stderr=False))
+        err = text(container.logs(stdout=False, stderr=True))
+        return Ran(int(status.get("StatusCode", -1)), out, err)
+    finally:
+        container.remove(force=True)
+
+
 def wait_for_output(container: Container, marker: str, *, timeout: float = 30.0) -> str:
     """Wait until ``marker`` shows in the container's output and return it all.
 

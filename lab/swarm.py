@@ -138,7 +138,18 @@ def program_service(
     several machines it must be at the same path on each.
     """
     body = compose.program_service(topology, node, program)
-    for key in ("pull_policy", "build", "restart", "tmpfs", "security_opt", "mem_limit", "pids_limit", "profiles"):
+    dropped = (
+        "pull_policy",
+        "build",
+        "restart",
+        "tmpfs",
+        "security_opt",
+        "mem_limit",
+        "pids_limit",
+        "profiles",
+        "expose",
+    )
+    for key in dropped:
         body.pop(key, None)
     body["image"] = image
     body["networks"] = compose.Flow(node.networks)

@@ -28,7 +28,7 @@ from lab.testing import pid_alive
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parents[2]
-STALE = re.compile(r"^test-(\d+)-[0-9a-f]{6}$")  # this module's labs: test-<pytest pid>-<random>
+STALE = re.compile(r"^(?:test|own)-(\d+)-[0-9a-f]{6}$")  # labs of these tests: test-|own-<pytest pid>-<random>
 
 
 @dataclass(frozen=True)
