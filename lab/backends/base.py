@@ -124,8 +124,6 @@ def remove_sidecars(project: str) -> list[str]:
 class Backend(ABC):
     """A lab's life on an engine: start, stop, look, and find a node's container."""
 
-    kind: str  # "compose" or "swarm": how the lab is described to users ("project X" / "stack X")
-
     @abstractmethod
     def up(self, topology: model.Topology, *, profiles: Sequence[str], files: Path, say: Say,
            port_offset: int = 0) -> tuple[model.Node, ...]:  # fmt: skip

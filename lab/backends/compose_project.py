@@ -36,8 +36,6 @@ def _compose(project: str, file: Path, *args: str, profiles: Iterable[str] = (),
 class ComposeProject(Backend):
     """Compose on one engine: ports on 127.0.0.1, hardening as rendered, route helpers for routed labs."""
 
-    kind = "compose"
-
     def up(self, topology: model.Topology, *, profiles: Sequence[str], files: Path, say: Say,
            port_offset: int = 0) -> tuple[model.Node, ...]:  # fmt: skip
         """Render, start and wait for health; then run the route helpers and wait for them to succeed.

@@ -149,8 +149,6 @@ def _services(stack: str) -> list[str]:
 class SwarmStack(Backend):
     """Swarm across machines: overlay networks, dnsrr, host-mode ports, placement from the topology."""
 
-    kind = "swarm"
-
     def up(self, topology: model.Topology, *, profiles: Sequence[str], files: Path, say: Say,
            port_offset: int = 0) -> tuple[model.Node, ...]:  # fmt: skip
         """Render the stack with the node image pinned by ID, deploy it and wait until every task is healthy."""
