@@ -25,8 +25,8 @@ from typing import Any
 import docker.errors
 
 from common.errors import TestbedError
-from lab import backends, capture, compose, engine, graph, impair, model
-from lab.backends import Backend
+from lab import backends, compose, graph, model
+from lab.api import RunningLab
 from lab.cli_table import UsageError, parser
 from lab.loader import LAB_NAME, TopologyError, load
 
@@ -87,10 +87,9 @@ def chosen_project(value: str | None) -> str:
     return model.project_name(model.DEFAULT_LAB)
 
 
-def target(args: argparse.Namespace) -> tuple[str, Backend]:
-    """The project a runtime verb acts on, and the backend that runs it."""
-    project = chosen_project(named_lab(args))
-    return project, backends.choose(project, swarm=getattr(args, "swarm", False))
+def target(args: argparse.Namespace) -> RunningLab:
+    """The running lab a verb acts on."""
+    return RunningLab.attach(chosen_project(named_lab(args)), swarm=getattr(args, "swarm", False))
 
 
 # --------------------------------------------------------------------------- files
@@ -145,38 +144,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     topology = load(path)
     say(f"  {_counts(topology)}")
     _warn(topology)
-    backend = backends.choose(swarm=args.swarm)
-    files = backends.state_dir(args.state_dir)
-    members = backend.up(topology, profiles=args.profile, files=files, say=say, port_offset=args.port_offset)
-    _apply_impairments(backend, topology, members)
-    _run_extra(backend, topology, members)
-    say(f"lab {topology.name} is up {backend.where(topology.project)} in {time.monotonic() - started:.1f} s")
-    rows = backend.status(topology.project, order=[m.name for m in topology.members])
-    print(backends.table([r for r in rows if r.role != "routes"]))
+    lab = RunningLab.up(topology, files=backends.state_dir(args.state_dir), profiles=args.profile, swarm=args.swarm,
+                        port_offset=args.port_offset, say=say)  # fmt: skip
+    say(f"lab {topology.name} is up {lab.backend.where(topology.project)} in {time.monotonic() - started:.1f} s")
+    print(backends.table([r for r in lab.status() if r.role != "routes"]))
     return 0
-
-
-def _apply_impairments(backend: Backend, topology: model.Topology, members: Sequence[model.Node]) -> None:
-    wanted: list[tuple[model.Node, str | None, model.Impairment | None]]
-    wanted = [(m, None, m.impair) for m in members if m.impair is not None]
-    wanted += [(m, a.network, a.impair) for m in members for a in m.attachments if a.impair is not None]
-    for member, network, spec in wanted:
-        assert spec is not None
-        ref = backend.node_ref(topology.project, member.name, network=network)
-        used = impair.apply(ref, spec)
-        where = f" on {network} ({ref.interface})" if network else ""
-        say(f"impairing {member.name}{where}: {spec.describe()} ({used})")
-
-
-def _run_extra(backend: Backend, topology: model.Topology, members: Sequence[model.Node]) -> None:
-    for member in members:
-        for argv in member.extra:
-            say(f"{member.name}: {' '.join(argv)}")
-            ran = backend.run_in(topology.project, member.name, argv)
-            for line in ran.output.rstrip().splitlines():
-                indented(line)
-            if ran.code != 0:
-                raise TestbedError(f"{member.name}: {argv[0]} exited {ran.code} (see its output above)")
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -185,24 +157,23 @@ def cmd_down(args: argparse.Namespace) -> int:
     path = topology_path(named) if named else None
     topology = load(path) if path is not None and path.is_file() else None
     project = topology.project if topology is not None else chosen_project(named)
-    backend = backends.choose(project, swarm=args.swarm)
-    name = model.lab_name(project)
-    say(f"stopping lab {name} {backend.where(project)}")
-    files = backends.state_dir(args.state_dir)
-    removed = backend.down(project, topology=topology, files=files, volumes=args.volumes, say=indented)
-    for volume in [] if args.volumes else backend.kept_volumes(project):
+    lab = RunningLab(project, backends.choose(project, swarm=args.swarm), topology)
+    name = lab.name
+    say(f"stopping lab {name} {lab.backend.where(project)}")
+    removed = lab.down(files=backends.state_dir(args.state_dir), volumes=args.volumes, say=indented)
+    for volume in [] if args.volumes else lab.backend.kept_volumes(project):
         indented(f"kept volume {volume} (lab down --volumes removes it)")
     say(f"lab {name} is down in {time.monotonic() - started:.1f} s" if removed else f"lab {name} was not running")
     return 0
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    project, backend = target(args)
-    rows = backend.status(project)
+    lab = target(args)
+    rows = lab.status()
     if not rows:
-        print(f"lab {model.lab_name(project)} is not running (start it with lab up)")
+        print(f"lab {lab.name} is not running (start it with lab up)")
         return 0
-    print(f"lab {model.lab_name(project)} {backend.where(project)}")
+    print(f"lab {lab.name} {lab.backend.where(lab.project)}")
     print(backends.table(rows))
     return 0
 
@@ -221,16 +192,16 @@ def cmd_exec(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise UsageError("no command to run", "write lab exec NODE -- COMMAND ...")
-    project, backend = target(args)
-    container = backend.find_container(project, args.node)
+    lab = target(args)
+    container = lab.backend.find_container(lab.project, args.node)
     tty = ["-t"] if sys.stdin.isatty() and sys.stdout.isatty() else []
     who = ["--user", args.user] if args.user else []
     return _docker(["exec", "-i", *tty, *who, str(container.name), *command])
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    project, backend = target(args)
-    container = backend.find_container(project, args.node)
+    lab = target(args)
+    container = lab.backend.find_container(lab.project, args.node)
     return _docker(["logs", "--tail", args.tail, *(["--follow"] if args.follow else []), str(container.name)])
 
 
@@ -240,11 +211,10 @@ def _docker(args: Sequence[str]) -> int:
 
 
 def cmd_impair(args: argparse.Namespace) -> int:
-    project, backend = target(args)
-    ref = backend.node_ref(project, args.node, network=args.network)
-    where = f"{args.node}" + (f" on {args.network} ({ref.interface})" if args.network else "")
+    lab = target(args)
+    where = f"{args.node}" + (f" on {args.network}" if args.network else "")
     if args.clear:
-        impair.clear(ref)
+        lab.clear(args.node, network=args.network)
         print(f"cleared impairments of {where}")
         return 0
     if all(v is None for v in (args.delay, args.jitter, args.loss, args.rate)):
@@ -253,7 +223,8 @@ def cmd_impair(args: argparse.Namespace) -> int:
         spec = model.Impairment.parse(delay=args.delay, jitter=args.jitter, loss=args.loss, rate=args.rate)
     except ValueError as exc:
         raise UsageError(str(exc), "see lab impair --help") from None
-    used = impair.apply(ref, spec)
+    used = lab.impair(args.node, network=args.network, delay=args.delay, jitter=args.jitter, loss=args.loss,
+                      rate=args.rate)  # fmt: skip
     print(f"impaired {where}: {spec.describe()} ({used})")
     return 0
 
@@ -261,27 +232,20 @@ def cmd_impair(args: argparse.Namespace) -> int:
 def cmd_partition(args: argparse.Namespace) -> int:
     if args.a == args.b:
         raise UsageError("a node cannot be partitioned from itself", "name two different nodes")
-    project, backend = target(args)
-    impair.partition(backend.node_ref(project, args.a), backend.node_ref(project, args.b))
+    target(args).partition(args.a, args.b)
     print(f"partitioned {args.a} from {args.b} (lab heal undoes it)")
     return 0
 
 
 def cmd_heal(args: argparse.Namespace) -> int:
-    project, _backend = target(args)
-    healed = impair.heal(project)
-    print(f"healed lab {model.lab_name(project)}: {healed} partitions and disconnections undone")
+    lab = target(args)
+    healed = lab.heal()
+    print(f"healed lab {lab.name}: {healed} partitions and disconnections undone")
     return 0
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    project, backend = target(args)
-    where: model.NodeRef | model.NetworkRef
-    if args.target in backend.networks(project):
-        where = backend.network_ref(project, args.target)
-    else:
-        where = backend.node_ref(project, args.target)
-    path = capture.capture(where, args.output, duration=args.duration, count=args.count)
+    path = target(args).capture(args.target, args.output, duration=args.duration, count=args.count)
     print(f"wrote {path}")
     return 0
 
@@ -294,17 +258,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         from clients.check import main as check  # the same checker the client container runs
 
         return check([args.protocol, args.target, *options])
-    project, backend = target(args)
-    container = backend.find_container(project, args.target)
-    networks = sorted(container.attrs["NetworkSettings"]["Networks"] or {})
-    if not networks:
-        raise UsageError(
-            f"{args.target} is on no network", f"is it disconnected? lab heal -t {model.lab_name(project)}"
-        )
+    lab = target(args)
+    container = lab.backend.find_container(lab.project, args.target)
     port = args.port or _exposed_port(container.attrs, "udp" if args.protocol == "creosote" else "tcp")
     address = f"{args.target}:{port}" if port else args.target
-    argv = ["python3", "-m", "clients.check", args.protocol, address, *options]
-    ran = engine.run_client(networks[0], argv, labels={model.LAB_LABEL: model.lab_name(project)})
+    ran = lab.run(args.target, "python3", "-m", "clients.check", args.protocol, address, *options)
     sys.stdout.write(ran.out)
     sys.stderr.write(ran.err)
     return ran.code

@@ -1,0 +1,167 @@
+"""The one engine API: a lab on an engine, as the ``lab`` command and the pytest plugin both act on it.
+
+``RunningLab.up`` starts a topology through its backend (Compose or Swarm), applies
+its impairments and runs its extra commands; every other verb is a method, and a
+node is a handle. The CLI and the ``topology`` fixture are thin faces of this
+class: what a user does by hand, a test does in code, through the same lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docker.models.containers import Container
+
+from lab import backends, capture, engine, impair, model
+from lab.backends import Backend, Say
+from lab.backends.base import quiet
+from lab.engine import LabError, Ran
+
+
+@dataclass
+class NodeHandle:
+    """One node of a running lab: its addresses, log, and life (restart, kill, pause, cut off)."""
+
+    lab: RunningLab
+    name: str
+
+    @property
+    def container(self) -> Container:
+        found = self.lab.backend.find_container(self.lab.project, self.name)
+        found.reload()
+        return found
+
+    def address(self, network: str) -> str:
+        """Its IPv4 address on ``network`` (the topology's name for it)."""
+        docker_name = self.lab.backend.network_ref(self.lab.project, network).docker_name
+        endpoint = (self.container.attrs["NetworkSettings"]["Networks"] or {}).get(docker_name)
+        if not endpoint or not endpoint.get("IPAddress"):
+            raise LabError(f"{self.name} has no address on {network}", "is it disconnected? heal() reconnects it")
+        return str(endpoint["IPAddress"])
+
+    def logs(self) -> str:
+        """Everything it has printed (its event lines)."""
+        return engine.logs(self.container)
+
+    def restart(self) -> None:
+        self.container.restart(timeout=2)
+
+    def kill(self) -> None:
+        """SIGKILL; its restart policy starts it again (Compose's ``unless-stopped``)."""
+        self.container.kill()
+
+    def pause(self) -> None:
+        self.container.pause()
+
+    def unpause(self) -> None:
+        self.container.unpause()
+
+    def disconnect(self, network: str) -> None:
+        impair.disconnect(self.lab.ref(self.name), self.lab.backend.network_ref(self.lab.project, network))
+
+    def connect(self, network: str) -> None:
+        impair.reconnect(self.lab.ref(self.name), self.lab.backend.network_ref(self.lab.project, network))
+
+
+@dataclass
+class RunningLab:
+    """A lab on this engine (or a Swarm it manages): ``project`` names it, ``backend`` runs it."""
+
+    project: str
+    backend: Backend
+    topology: model.Topology | None = None
+    nodes: dict[str, NodeHandle] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def attach(cls, project: str, *, swarm: bool = False) -> RunningLab:
+        """A lab that already runs, by project."""
+        return cls(project, backends.choose(project, swarm=swarm))
+
+    @classmethod
+    def up(cls, topology: model.Topology, *, files: Path, profiles: Sequence[str] = (), swarm: bool = False,
+           port_offset: int = 0, say: Say = quiet) -> RunningLab:  # fmt: skip
+        """Start ``topology`` and wait for every node's probe; then its impairments and extra commands."""
+        lab = cls(topology.project, backends.choose(swarm=swarm), topology)
+        members = lab.backend.up(topology, profiles=profiles, files=files, say=say, port_offset=port_offset)
+        for member in members:
+            links = [(None, member.impair)] + [(a.network, a.impair) for a in member.attachments]
+            for network, spec in links:
+                if spec is not None:
+                    ref = lab.ref(member.name, network=network)
+                    used = impair.apply(ref, spec)
+                    where = f" on {network} ({ref.interface})" if network else ""
+                    say(f"impairing {member.name}{where}: {spec.describe()} ({used})")
+        for member in members:
+            for argv in member.extra:
+                say(f"{member.name}: {' '.join(argv)}")
+                ran = lab.exec(member.name, *argv)
+                for line in ran.output.rstrip().splitlines():
+                    say(f"  {line}")
+                if ran.code != 0:
+                    raise LabError(f"{member.name}: {argv[0]} exited {ran.code}", "see its output above")
+        return lab
+
+    @property
+    def name(self) -> str:
+        return model.lab_name(self.project)
+
+    def down(self, *, files: Path, volumes: bool = True, say: Say = quiet) -> list[str]:
+        """Stop and remove the lab and everything labelled with it; what was removed."""
+        return self.backend.down(self.project, topology=self.topology, files=files, volumes=volumes, say=say)
+
+    def status(self) -> list[backends.Row]:
+        order = [m.name for m in self.topology.members] if self.topology else []
+        return self.backend.status(self.project, order=order)
+
+    def ref(self, node: str, *, network: str | None = None) -> model.NodeRef:
+        return self.backend.node_ref(self.project, node, network=network)
+
+    def node(self, name: str) -> NodeHandle:
+        """A handle on one node (checked to exist now)."""
+        self.backend.find_container(self.project, name)
+        return self.nodes.setdefault(name, NodeHandle(self, name))
+
+    # ----------------------------------------------------------------------- commands
+
+    def exec(self, node: str, *argv: str, user: str | None = None) -> Ran:
+        """Run a command inside ``node`` (its own container); exit code and output."""
+        return self.backend.run_in(self.project, node, argv, user=user)
+
+    def run(self, node: str, *argv: str, timeout: float = engine.CLIENT_TIMEOUT) -> Ran:
+        """Run a one-shot command in a client container beside ``node``, on its first network, by hostname."""
+        container = self.backend.find_container(self.project, node)
+        networks = sorted(container.attrs["NetworkSettings"]["Networks"] or {})
+        if not networks:
+            raise LabError(f"{node} is on no network", "heal() reconnects it")
+        return engine.run_client(networks[0], argv, labels={model.LAB_LABEL: self.name}, timeout=timeout)
+
+    # ----------------------------------------------------------------------- faults
+
+    def impair(self, node: str, *, network: str | None = None, delay: str | None = None, jitter: str | None = None,
+               loss: str | None = None, rate: str | None = None) -> str:  # fmt: skip
+        """Delay, jitter, drop or rate-limit ``node``'s egress (``network``: one link); the backend used."""
+        spec = model.Impairment.parse(delay=delay, jitter=jitter, loss=loss, rate=rate)
+        return impair.apply(self.ref(node, network=network), spec)
+
+    def clear(self, node: str, *, network: str | None = None) -> None:
+        impair.clear(self.ref(node, network=network))
+
+    def partition(self, a: str, b: str) -> None:
+        """Drop all traffic between two nodes, both ways, until ``heal``."""
+        impair.partition(self.ref(a), self.ref(b))
+
+    def heal(self) -> int:
+        """Undo every partition and disconnection; how many."""
+        return impair.heal(self.project)
+
+    def capture(self, target: str, output: Path, *, duration: float | None = None, count: int | None = None,
+                expression: Sequence[str] = ()) -> Path:  # fmt: skip
+        """Capture a node's or a whole network's packets into ``output`` (pcap); see ``lab.capture.packets``."""
+        where: model.NodeRef | model.NetworkRef
+        if target in self.backend.networks(self.project):
+            where = self.backend.network_ref(self.project, target)
+        else:
+            where = self.ref(target)
+        return capture.capture(where, output, duration=duration, count=count, expression=expression)
