@@ -130,12 +130,17 @@ class RunningLab:
         return self.backend.run_in(self.project, node, argv, user=user)
 
     def run(self, node: str, *argv: str, timeout: float = engine.CLIENT_TIMEOUT) -> Ran:
-        """Run a one-shot command in a client container beside ``node``, on its first network, by hostname."""
+        """Run a one-shot command of the node image in ``node``'s network namespace: its addresses, routes and names.
+
+        The node's own image needs none of the tools: a client container joins its namespace.
+        """
         container = self.backend.find_container(self.project, node)
-        networks = sorted(container.attrs["NetworkSettings"]["Networks"] or {})
-        if not networks:
-            raise LabError(f"{node} is on no network", "heal() reconnects it")
-        return engine.run_client(networks[0], argv, labels={model.LAB_LABEL: self.name}, timeout=timeout)
+        return engine.run_client(argv, labels={model.LAB_LABEL: self.name}, beside=container, timeout=timeout)
+
+    def run_on(self, network: str, *argv: str, timeout: float = engine.CLIENT_TIMEOUT) -> Ran:
+        """Run a one-shot command of the node image as a host of its own on ``network`` (the topology's name)."""
+        docker_name = self.backend.network_ref(self.project, network).docker_name
+        return engine.run_client(argv, labels={model.LAB_LABEL: self.name}, network=docker_name, timeout=timeout)
 
     # ----------------------------------------------------------------------- faults
 

@@ -88,7 +88,7 @@ def node_volumes(node: model.Node) -> list[tuple[str, str]]:
 
 def lab_labels(topology: model.Topology, **extra: str) -> dict[str, str]:
     """``testbed.lab=<lab>`` and ``extra``: how lab wipe and the runtime helpers find a lab's things."""
-    return {model.LAB_LABEL: topology.name, **extra}
+    return {model.LAB_LABEL: topology.name, **dict(topology.labels), **extra}
 
 
 def hardening() -> dict[str, Any]:

@@ -91,6 +91,11 @@ class Ran:
         """What it printed, stdout then stderr."""
         return self.out + self.err
 
+    @property
+    def exit_code(self) -> int:
+        """``code``, by the name subprocess and testcontainers give it."""
+        return self.code
+
 
 def text(output: bytes | Iterable[bytes] | None) -> str:
     """``exec_run`` or ``logs`` output (bytes unless streamed) as text."""
@@ -119,17 +124,27 @@ def logs(container: Container) -> str:
 CLIENT_TIMEOUT = 900.0  # seconds a one-shot client may run (a full conformance check takes well under a minute)
 
 
-def run_client(network: str, argv: Sequence[str], *, labels: dict[str, str], timeout: float = CLIENT_TIMEOUT) -> Ran:
-    """Run a one-shot client of the node image on a Docker network, hardened like a node; what it printed.
+def run_client(
+    argv: Sequence[str],
+    *,
+    labels: dict[str, str],
+    network: str | None = None,
+    beside: Container | None = None,
+    timeout: float = CLIENT_TIMEOUT,
+) -> Ran:
+    """Run a one-shot client of the node image, hardened like a node; what it printed.
 
-    The container is removed afterwards, whatever happened; ``labels`` (the lab's) let a
-    teardown find it should this process die first.
+    On ``network`` it is a host of its own there; ``beside`` a container, it shares that
+    container's network namespace (its addresses, routes and names). The container is
+    removed afterwards, whatever happened; ``labels`` (the lab's) let a teardown find it
+    should this process die first.
     """
+    where: dict[str, Any] = {"network_mode": f"container:{beside.id}"} if beside is not None else {"network": network}
     container = client().containers.run(
         node_image(),
         list(argv),
         detach=True,
-        network=network,
+        **where,
         user="node",
         cap_drop=["ALL"],
         security_opt=["no-new-privileges:true"],

@@ -263,6 +263,7 @@ class Topology:
     nodes: tuple[Node, ...]  # hosts only
     routers: tuple[Node, ...] = ()
     description: str = ""
+    labels: tuple[tuple[str, str], ...] = ()  # on everything the lab creates, beside testbed.lab (a test run's own)
 
     @property
     def project(self) -> str:

@@ -46,6 +46,8 @@ from testcontainers.core.network import Network
 
 from common.waiting import wait_until
 from lab import engine
+from lab.impair.sidecar import SIDECAR_LABEL
+from lab.model import LAB_LABEL
 
 RUN_ID = uuid.uuid4().hex[:10]
 RUN_LABELS = {"testbed.suite": "1", "testbed.run": RUN_ID, "testbed.run.pid": str(os.getpid())}
@@ -108,6 +110,14 @@ def sweep(client: docker.DockerClient, *, run: str | None = None) -> int:
             return labels.get("testbed.run") == run
         return labels.get("testbed.run.host", host) == host and not pid_alive(labels.get("testbed.run.pid", ""))
 
+    # A topology lab of a dead run: its sidecars (impairments, partitions) carry only its testbed.lab label.
+    labs = {c.labels.get(LAB_LABEL) for c in client.containers.list(all=True, filters={"label": "testbed.suite"})
+            if doomed(c.labels)}  # fmt: skip
+    for lab in sorted(filter(None, labs)):
+        for sidecar in client.containers.list(all=True, filters={"label": [f"{LAB_LABEL}={lab}", SIDECAR_LABEL]}):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                sidecar.remove(force=True)
+                removed += 1
     for container in client.containers.list(all=True, filters={"label": "testbed.suite"}):
         if doomed(container.labels):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
@@ -396,3 +406,12 @@ def lab(docker_client: docker.DockerClient, node_image: str, request: pytest.Fix
     label = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")[:20]
     with make_lab(docker_client, node_image, label) as lab:
         yield lab
+
+
+# The topology fixture lives in its own module; importing it here registers it with the plugin.
+from lab.topology_fixture import _topology_module_labs, _topology_session_labs, topology  # noqa: E402, F401
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The marker the plugin's container tests carry, known wherever the plugin is installed."""
+    config.addinivalue_line("markers", "docker: needs a Docker engine (containers across a lab network)")
