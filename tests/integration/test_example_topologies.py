@@ -1,82 +1,24 @@
-"""The example topologies live: wan's delay and loss measured, relay's redirector chain delivering.
+"""The example topologies live, through the `topology` fixture: wan's delay and loss measured, relay's chain delivering.
 
-Each runs as a renamed copy on free subnets (see test_lab_cli.py), torn down by its own label.
+Each runs as its own copy on free subnets and ports, torn down with the module.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import socket
 import statistics
-import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import docker
 import pytest
 
-from tests.integration.test_lab_cli import ROOT, free_octet, lab_cli, leftovers
+from common.waiting import wait_until
+from lab.topology_fixture import TopologyLab
 
-pytestmark = [pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def bring_up(
-    docker_client: docker.DockerClient, tmp: Path, topology: str, subnet_prefix: str, extra: dict[str, str]
-) -> tuple[str, Path, Path]:
-    octet = free_octet(docker_client)
-    name = f"test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    text = (ROOT / "topology" / f"{topology}.yaml").read_text(encoding="utf-8")
-    text = re.sub(rf"^name: {topology}$", f"name: {name}", text, flags=re.MULTILINE).replace(
-        subnet_prefix, f"10.{octet}."
-    )
-    for old, new in extra.items():
-        text = text.replace(old, new)
-    file = tmp / f"{name}.yaml"
-    file.write_text(text, encoding="utf-8")
-    result = lab_cli("up", str(file), state=tmp)
-    assert result.returncode == 0, f"lab up failed:\n{result.stdout}\n{result.stderr}"
-    return name, file, tmp
-
-
-def tear_down(docker_client: docker.DockerClient, name: str, file: Path, state: Path) -> None:
-    lab_cli("down", str(file), "--volumes", state=state)
-    lab_cli("wipe", "--lab", name, state=state)
-    assert leftovers(docker_client, name) == []
-
-
-@pytest.fixture(scope="module")
-def wan(
-    docker_client: docker.DockerClient, node_image: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Path, Path]]:
-    up = bring_up(docker_client, tmp_path_factory.mktemp("wan"), "wan", "10.72.", {})
-    try:
-        yield up
-    finally:
-        tear_down(docker_client, *up)
-
-
-@pytest.fixture(scope="module")
-def relay(
-    docker_client: docker.DockerClient, node_image: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Path, Path, int]]:
-    port = free_port()
-    up = bring_up(
-        docker_client, tmp_path_factory.mktemp("relay"), "relay", "10.73.", {"[27739]": f"['{port}:7739/udp']"}
-    )
-    try:
-        yield (*up, port)
-    finally:
-        tear_down(docker_client, *up)
-
+Topology = Callable[..., TopologyLab]
 
 ECHO_RTTS = r"""
 import json, socket, threading, time
@@ -97,11 +39,11 @@ print(json.dumps({"rtts": rtts, "lost": len(sent) - len(rtts)}))
 """
 
 
-def test_wan_adds_its_delay_and_loss(wan: tuple[str, Path, Path]) -> None:
-    _name, file, state = wan
-    result = lab_cli("exec", "-t", str(file), "client", "--", "python3", "-c", ECHO_RTTS, state=state)
-    assert result.returncode == 0, result.stderr
-    measured = json.loads(result.stdout.strip().splitlines()[-1])
+def test_wan_adds_its_delay_and_loss(topology: Topology) -> None:
+    wan = topology("wan")
+    ran = wan.exec("client", "python3", "-c", ECHO_RTTS)
+    assert ran.exit_code == 0, ran.output
+    measured = json.loads(ran.out.strip().splitlines()[-1])
     median = statistics.median(measured["rtts"])
     # 40 ms each way, out through gw-a and back through gw-b: 80 ms +- 10 %
     assert 72 <= median <= 88, f"median round trip {median:.1f} ms"
@@ -109,48 +51,34 @@ def test_wan_adds_its_delay_and_loss(wan: tuple[str, Path, Path]) -> None:
     assert 0 < measured["lost"] <= 40, measured["lost"]
 
 
-def test_creosote_over_the_lossy_link_reports_its_loss(wan: tuple[str, Path, Path]) -> None:
-    _name, file, state = wan
-    spew = "python3 -m clients.spew --host creosote --max-datagram 600 --count 50 " + "x" * 5000
-    result = lab_cli("exec", "-t", str(file), "client", "--", "sh", "-c", spew, state=state)
-    assert result.returncode == 0, result.stderr
-    deadline = time.monotonic() + 30  # incomplete messages are given up after the reassembly timeout
-    logs = ""
-    while time.monotonic() < deadline:
-        logs = lab_cli("logs", "-t", str(file), "creosote", state=state).stdout
-        if " incomplete " in logs:
-            break
-        time.sleep(0.5)
-    assert " incomplete " in logs and "lost=" in logs, logs[-3000:]
+def test_creosote_over_the_lossy_link_reports_its_loss(topology: Topology) -> None:
+    wan = topology("wan")
+    spew = ["python3", "-m", "clients.spew", "--host", "creosote", "--max-datagram", "600", "--count", "50", "x" * 5000]
+    ran = wan.exec("client", *spew)
+    assert ran.exit_code == 0, ran.output
+    creosote = wan.node("creosote")
+
+    def reported() -> str | None:
+        logs = creosote.logs()
+        return logs if " incomplete " in logs else None
+
+    # incomplete messages are given up after the reassembly timeout, then logged
+    logs = wait_until(reported, timeout=30, interval=0.5, what="creosote to report incomplete messages")
+    assert "lost=" in logs, logs[-3000:]
 
 
-def test_relay_chain_delivers_to_the_sink(relay: tuple[str, Path, Path, int]) -> None:
-    _name, file, state, port = relay
+def test_relay_chain_delivers_to_the_sink(topology: Topology) -> None:
+    relay = topology("relay")
     marker = f"relayed-{uuid.uuid4().hex[:8]}"
-    result = lab_cli(
-        "exec",
-        "-t",
-        str(file),
-        "client",
-        "--",
-        "python3",
-        "-m",
-        "clients.spew",
-        "--host",
-        "relay-1",
-        marker,
-        state=state,
-    )
-    assert result.returncode == 0, result.stderr
+    ran = relay.exec("client", "python3", "-m", "clients.spew", "--host", "relay-1", marker)
+    assert ran.exit_code == 0, ran.output
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # and from the host, via the published port
-        sock.sendto(f"{marker}-host".encode(), ("127.0.0.1", port))
-    deadline = time.monotonic() + 15
-    logs = ""
-    while time.monotonic() < deadline:
-        logs = lab_cli("logs", "-t", str(file), "sink", state=state).stdout
-        if marker in logs and f"{marker}-host" in logs:
-            break
-        time.sleep(0.2)
-    assert marker in logs and f"{marker}-host" in logs, logs[-2000:]
-    relay_logs = lab_cli("logs", "-t", str(file), "relay-2", state=state).stdout
-    assert " relay " in relay_logs
+        sock.sendto(f"{marker}-host".encode(), ("127.0.0.1", relay.host_port("relay-1", 7739, "udp")))
+    sink = relay.node("sink")
+
+    def delivered() -> bool:
+        logs = sink.logs()
+        return marker in logs and f"{marker}-host" in logs
+
+    wait_until(delivered, timeout=15, interval=0.2, what="both records at the sink")
+    assert " relay " in relay.node("relay-2").logs()
