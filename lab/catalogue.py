@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from protocols import registry
+
 CREOSOTE_LOG_DIR = "/var/log/creosote"
 # The health check of every server: one real exchange in its protocol (UDP too), run inside its container.
 # A netcat exchange in the protocol itself (see clients/healthcheck.sh): a tenth of the cost of
@@ -57,7 +59,7 @@ def _server(name: str, port: int, *protocols: str, mem_limit: str = "128m", pids
     """A server started as ``python3 -m services.<name>`` whose probe has its name."""
     return Service(
         name=name,
-        command=("python3", "-m", f"services.{name}"),
+        command=registry.SERVICES[name].command,
         ports=(ServicePort(port, protocols or ("tcp",)),),
         probe=name,
         mem_limit=mem_limit,
