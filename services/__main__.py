@@ -38,7 +38,8 @@ def main() -> int:
     print("The servers of this image; each takes --help, --host and --port:\n")
     for name, summary in summaries():
         print(f"  python3 -m services.{name:<10} {summary}")
-    print("\nThe lab's services (protocols/registry.py): name, ports, command\n")
+    print("\nThe lab's services run them so (protocols/registry.py; the lab may add options, like creosote's")
+    print("--log-file on its volume):\n")
     for spec in SERVICES.values():
         ports = " ".join(str(port) for port in spec.ports)
         print(f"  {spec.name:<10} {ports:<14} {' '.join(spec.command)}")
