@@ -113,6 +113,14 @@ def sweep(client: docker.DockerClient, *, run: str | None = None) -> int:
     return removed
 
 
+def probe_argv(service: str, *, timeout: float) -> tuple[str, ...]:
+    """The probe a node of ``service`` runs on itself: its protocol, on its ports, at 127.0.0.1."""
+    spec = SERVICES.get(service)
+    if spec is None:
+        raise LookupError(f"{service!r} is no built-in service (protocols/registry.py), so it has no probe")
+    return probe_command(spec.protocol, "127.0.0.1", spec.ports, timeout=timeout)
+
+
 @dataclass(frozen=True)
 class ClientResult:
     """What a client container did."""
@@ -163,10 +171,7 @@ class Node:
 
     def probe(self, *, timeout: float = 2.0) -> tuple[int, str]:
         """Speak the node's protocol to it, on its service's ports, from inside its own namespace."""
-        spec = SERVICES.get(self.service)
-        if spec is None:
-            raise LookupError(f"{self.hostname}: {self.service!r} is no built-in service, so it has no probe")
-        return self.exec(*probe_command(spec.protocol, "127.0.0.1", spec.ports, timeout=timeout))
+        return self.exec(*probe_argv(self.service, timeout=timeout))
 
     def wait_ready(self, *, timeout: float = READY_TIMEOUT) -> None:
         """Poll the protocol probe until it passes; fail with the container's logs if it never does."""

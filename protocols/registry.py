@@ -2,7 +2,7 @@
 
 The one place these facts are written. The lab's catalogue (and through it the Compose and Swarm
 files), the pytest plugin, ``clients.probe``, ``clients.tour`` and the bench read them here, and
-tests/unit/test_registry.py fails when one of them (or ``clients/healthcheck.sh``) drifts from it.
+tests/unit/test_registry_drift.py fails when one of them (or ``clients/healthcheck.sh``) drifts from it.
 The node image imports this module as well as the host, so it needs nothing beyond the standard library.
 
 A check is named by a protocol and the ports it runs on, so a user's own echo server on 7007 gets
