@@ -7,6 +7,10 @@ The node image imports this module as well as the host, so it needs nothing beyo
 
 A check is named by a protocol and the ports it runs on, so a user's own echo server on 7007 gets
 the same check as the built-in one on 7: ``health_command("echo", [Port.parse("7007/tcp")])``.
+
+A new server of a known protocol is one line in ``SERVICES`` (and its Compose needs, if any, in
+lab/catalogue.py). A new protocol also needs its server module, ``services/<protocol>.py``, and a
+check in clients/probe.py and clients/healthcheck.sh: the drift test says which is missing.
 """
 
 from __future__ import annotations
