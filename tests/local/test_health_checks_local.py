@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from protocols.registry import Port, health_command, probe_command
+from protocols.registry import SERVICES, Port, health_command, probe_command
 from tests.local.conftest import ServerProcess, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,14 +80,8 @@ def servers() -> Iterator[dict[str, ServerProcess]]:
             server.process.stdout.close()
 
 
-PORTS = {
-    "daytime": ("tcp", "udp"),
-    "echo": ("tcp", "udp"),
-    "upper": ("tcp",),
-    "chat": ("tcp",),
-    "doctor": ("tcp",),
-    "creosote": ("udp",),
-}
+# protocol -> the transports its built-in servers serve (the random ports come from the servers' ready lines)
+PORTS = {spec.protocol: tuple(port.transport for port in spec.ports) for spec in SERVICES.values()}
 
 
 def creosote_port(server: ServerProcess) -> str:
