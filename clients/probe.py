@@ -183,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m clients.probe",
         description="Check that a server answers its own protocol on every port given.",
-        epilog=f"Built-in services, with their ports: {', '.join(SERVICES)}.",
+        epilog="A built-in service's name checks its protocol on its ports unless --port says others: "
+        + ", ".join(f"{name} ({spec.protocol} {' '.join(map(str, spec.ports))})" for name, spec in SERVICES.items())
+        + ".",
     )
     parser.add_argument(
         "protocol", metavar="PROTOCOL", help=f"{', '.join(kinds)}; or a built-in service's name (see below)"
