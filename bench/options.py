@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from protocols.registry import SERVICES
+
 ROOT = Path(__file__).resolve().parent.parent  # the repository: scripts/, results/ and the images' sources
 
 DESCRIPTION = """\
@@ -38,15 +40,25 @@ results/bench.svg, and prints the Markdown table.
 """
 
 SECTIONS = ("upper", "udp", "chat", "lab")  # the order they run in
-# --servers: name -> (service started, its port, container command or None for the service's own)
-LINE_SERVERS: dict[str, tuple[str, int, list[str] | None]] = {
-    "threaded": ("threaded", 9000, None),
-    "iterative": ("iterative", 9001, None),
-    "forking": ("forking", 9002, None),
-    "selectors": ("selectors", 9003, None),
-    "asyncio": ("asyncio", 9004, None),
-    "stdlib": ("threaded", 9000, ["python3", "-m", "bench.peers.stdlib_upper", "--port", "9000"]),
-}
+# The stdlib peer stands in for this service: it serves on its port, and its probe says when the peer is ready.
+PEER_STANDS_IN_FOR = "threaded"
+
+
+def _line_servers() -> dict[str, tuple[str, int, list[str] | None]]:
+    """--servers: name -> (service started, its port, container command or None for the service's own).
+
+    Every line server of the registry (protocols/registry.py), then the stdlib peer.
+    """
+    servers: dict[str, tuple[str, int, list[str] | None]] = {
+        name: (name, spec.ports[0].number, None) for name, spec in SERVICES.items() if spec.protocol == "upper"
+    }
+    port = SERVICES[PEER_STANDS_IN_FOR].ports[0].number
+    peer = ["python3", "-m", "bench.peers.stdlib_upper", "--port", str(port)]
+    servers["stdlib"] = (PEER_STANDS_IN_FOR, port, peer)
+    return servers
+
+
+LINE_SERVERS = _line_servers()
 # The ladder: 15k and 100k are the issue's targets; two Python senders top out near 90k/s on 2 cores.
 UDP_RATES = (15_000, 20_000, 30_000, 40_000, 50_000, 75_000, 100_000, 150_000)
 QUICK_UDP_RATES = (15_000, 30_000, 50_000, 100_000)

@@ -13,12 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from bench.stats import median
+from protocols.registry import SERVICES
 
 LOSS_LIMIT = 0.001  # "lossless": under 0.1 % of datagrams lost
-MODELS = ("threaded", "iterative", "forking", "selectors", "asyncio")
+# The line servers, as the registry lists them (threaded first): each runs the line server with one model.
+MODELS = tuple(name for name, spec in SERVICES.items() if spec.protocol == "upper")
 PEER = "stdlib"
 CALIBRATION = "redis-ping"
-COUSINS = ("iterative", "forking", "selectors", "asyncio")
+COUSINS = tuple(name for name in MODELS if name != "threaded")
 
 Row = dict[str, Any]
 

@@ -13,10 +13,20 @@ import sys
 from collections.abc import Sequence
 
 from clients.common import ClientError
-from clients.probe import PROBES, probe
+from clients.probe import probe_service
 from common.errors import TestbedError
+from protocols.registry import SERVICES
 
-DEFAULT_SERVICES = ("daytime", "echo", "creosote", "chat", "doctor", "threaded")
+
+def one_per_protocol() -> tuple[str, ...]:
+    """The first service of each protocol, as the registry lists them: the default lab without its profiles."""
+    first: dict[str, str] = {}
+    for name, spec in SERVICES.items():
+        first.setdefault(spec.protocol, name)
+    return tuple(first.values())
+
+
+DEFAULT_SERVICES = one_per_protocol()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,20 +37,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "services",
         nargs="*",
         metavar="SERVICE",
-        help=f"which servers to visit, of {', '.join(sorted(PROBES))} (default: {' '.join(DEFAULT_SERVICES)})",
+        help=f"which servers to visit, of {', '.join(SERVICES)} (default: {' '.join(DEFAULT_SERVICES)})",
     )
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds per server (default: %(default)s)")
     args = parser.parse_args(argv)
     args.services = args.services or list(DEFAULT_SERVICES)
-    unknown = sorted(set(args.services) - set(PROBES))
+    unknown = sorted(set(args.services) - set(SERVICES))
     if unknown:  # checked here: argparse's choices reject an empty nargs="*" list on some 3.11 releases
-        parser.error(f"unknown service {', '.join(unknown)} (choose from {', '.join(sorted(PROBES))})")
+        parser.error(f"unknown service {', '.join(unknown)} (choose from {', '.join(SERVICES)})")
     print(f"tour from {socket.gethostname()}:")
     failed = 0
     for service in args.services:
         try:
             address = socket.gethostbyname(service)
-            summary = probe(service, service, timeout=args.timeout)
+            summary = probe_service(service, service, timeout=args.timeout)
             print(f"  ok    {service:<10} {address:<15} {summary}")
         except (ClientError, TestbedError, OSError) as exc:
             failed += 1

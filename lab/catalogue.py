@@ -1,27 +1,20 @@
-"""What the node image offers: each service's command, ports, health probe and resource needs.
+"""What the lab adds to each service of the node image to run it: memory, processes, volumes, restarts.
 
-This is the only place the lab engine knows anything about a particular
-server. A topology names a service; the renderer asks the catalogue how to run
-it. Adding a server to the lab is one entry here.
+A topology names a service; the renderers (lab/compose.py, lab/swarm.py) ask the catalogue how to run
+it. What a built-in server *is* (its protocol, ports and command) is written once, in
+protocols/registry.py; every server there is a service here, with the health check its protocol
+gives it. This module adds only what running it in the lab needs, and the nodes that are no server:
+the ``client`` and the routers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from protocols import registry
+from protocols.registry import Port, health_command
 
 CREOSOTE_LOG_DIR = "/var/log/creosote"
-# The health check of every server: one real exchange in its protocol (UDP too), run inside its container.
-# A netcat exchange in the protocol itself (see clients/healthcheck.sh): a tenth of the cost of
-# `python3 -m clients.probe`, which matters when Docker runs it every second in every container.
-HEALTH_PROBE = ("sh", "/opt/testbed/clients/healthcheck.sh")
-
-
-@dataclass(frozen=True)
-class ServicePort:
-    """A port the service listens on inside its container, with its transport protocols."""
-
-    number: int
-    protocols: tuple[str, ...] = ("tcp",)
 
 
 @dataclass(frozen=True)
@@ -34,12 +27,12 @@ class Volume:
 
 @dataclass(frozen=True)
 class Service:
-    """How to run one kind of node. ``probe`` is the ``clients.probe`` name, or None for no health check."""
+    """How to run one kind of node. ``protocol`` names its health check (registry.health_command), or None."""
 
     name: str
     command: tuple[str, ...]
-    ports: tuple[ServicePort, ...] = ()
-    probe: str | None = None
+    ports: tuple[Port, ...] = ()
+    protocol: str | None = None
     mem_limit: str = "128m"
     pids_limit: int = 128
     volumes: tuple[Volume, ...] = ()
@@ -47,63 +40,41 @@ class Service:
     interactive: bool = False  # stdin open, no tty: `docker compose run` pipes into it
 
     def health_test(self) -> tuple[str, ...] | None:
-        """The health check speaks the service's protocol: a TCP port check says nothing about UDP."""
-        if self.probe is None:
+        """The health check speaks the service's protocol on each of its ports: a TCP port check says nothing of UDP."""
+        if self.protocol is None:
             return None
-        return ("CMD", *HEALTH_PROBE, self.probe)
+        return ("CMD", *health_command(self.protocol, self.ports))
 
 
-def _server(name: str, port: int, *protocols: str, mem_limit: str = "128m", pids_limit: int = 128) -> Service:
-    """A server started as ``python3 -m services.<name>`` whose probe has its name."""
-    return Service(
-        name=name,
-        command=("python3", "-m", f"services.{name}"),
-        ports=(ServicePort(port, protocols or ("tcp",)),),
-        probe=name,
-        mem_limit=mem_limit,
-        pids_limit=pids_limit,
-    )
+def _served(spec: registry.ServiceSpec) -> Service:
+    """A built-in server as the lab runs it by default: its own command, ports and health check."""
+    return Service(name=spec.name, command=spec.command, ports=spec.ports, protocol=spec.protocol)
 
+
+_BUILT_IN = {name: _served(spec) for name, spec in registry.SERVICES.items()}
 
 SERVICES: dict[str, Service] = {
-    service.name: service
-    for service in (
-        _server("daytime", 13, "tcp", "udp"),
-        _server("echo", 7, "tcp", "udp"),
-        Service(
-            name="creosote",
-            command=("python3", "-m", "services.creosote", "--log-file", f"{CREOSOTE_LOG_DIR}/records.jsonl"),
-            ports=(ServicePort(7739, ("udp",)),),
-            probe="creosote",
-            volumes=(Volume("log", CREOSOTE_LOG_DIR),),
-        ),
-        _server("chat", 5000),
-        _server("doctor", 5001),
-        # Thread-per-client and forking servers need room for hundreds of clients.
-        _server("threaded", 9000, mem_limit="256m", pids_limit=1200),
-        _server("iterative", 9001),
-        _server("forking", 9002, mem_limit="512m", pids_limit=1200),
-        _server("selectors", 9003),
-        _server("asyncio", 9004),
-        # Every client and the lab's tools; load generators need memory and many threads.
-        Service(
-            name="client",
-            command=("python3", "-m", "clients.tour"),
-            mem_limit="512m",
-            pids_limit=2048,
-            restart="no",
-            interactive=True,
-        ),
-    )
+    **_BUILT_IN,
+    # Its records go to a volume of its own, so they outlive the container.
+    "creosote": replace(
+        _BUILT_IN["creosote"],
+        command=(*_BUILT_IN["creosote"].command, "--log-file", f"{CREOSOTE_LOG_DIR}/records.jsonl"),
+        volumes=(Volume("log", CREOSOTE_LOG_DIR),),
+    ),
+    # Thread-per-client and forking servers need room for hundreds of clients.
+    "threaded": replace(_BUILT_IN["threaded"], mem_limit="256m", pids_limit=1200),
+    "forking": replace(_BUILT_IN["forking"], mem_limit="512m", pids_limit=1200),
+    # Every client and the lab's tools; load generators need memory and many threads.
+    "client": Service(
+        name="client",
+        command=("python3", "-m", "clients.tour"),
+        mem_limit="512m",
+        pids_limit=2048,
+        restart="no",
+        interactive=True,
+    ),
 }
 
 # Routers are not a node service: they forward packets and run nothing but a
 # placeholder process, so their container lives as long as the lab does.
 ROUTER = Service(name="router", command=("sleep", "infinity"), restart="unless-stopped")
-
-NODE_SERVICES = tuple(SERVICES)
-
-
-def published_default(service: Service) -> int | None:
-    """The host port a service is published on by convention: 10000 + its first port."""
-    return 10000 + service.ports[0].number if service.ports else None

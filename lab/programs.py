@@ -14,7 +14,7 @@ from pathlib import Path
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from lab import model
-from lab.catalogue import Service, ServicePort
+from lab.catalogue import Service
 from lab.yamlread import Reader, line_of, suggest
 from protocols import registry
 
@@ -92,9 +92,7 @@ def check_fields(reader: Reader, values: dict[str, Node], where: str, kind: str)
 
 def offered(name: str, program: model.Program) -> Service:
     """The program's ports in the catalogue's shape, so ``publish:`` reads them as it reads a service's."""
-    numbers = dict.fromkeys(p.number for p in program.ports)
-    ports = tuple(ServicePort(n, tuple(p.transport for p in program.ports if p.number == n)) for n in numbers)
-    return Service(name=name, command=(), ports=ports)
+    return Service(name=name, command=(), ports=program.ports)
 
 
 def _path(reader: Reader, node: Node, where: str, base: Path, *, folder_needs: str | None) -> Path | None:

@@ -190,11 +190,7 @@ def _read_publish(reader: Reader, node: Node, where: str, spec: Service | None) 
         if node.value.lower() not in {"true", "yes", "on"} or spec is None:
             return []
         line = line_of(node)
-        return [
-            (model.Port(10000 + port.number, port.number, proto), line)
-            for port in spec.ports
-            for proto in port.protocols
-        ]
+        return [(model.Port(10000 + port.number, port.number, port.transport), line) for port in spec.ports]
     ports = []
     for item in reader.sequence(node, where, "ports"):
         text = reader.text(
@@ -228,7 +224,7 @@ def _expand_port(
             )
         return []
     container = int(container_text) if container_text else service_ports[0].number
-    known = next((p.protocols for p in service_ports if p.number == container), ("tcp",))
+    known = tuple(p.transport for p in service_ports if p.number == container) or ("tcp",)
     protocols = (proto,) if proto else known
     return [(model.Port(int(host), container, p), line) for p in protocols]
 

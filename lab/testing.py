@@ -15,8 +15,8 @@ What it guarantees:
   ``testbed.run`` and ``testbed.run.pid``; what a crashed run left behind is swept
   at the next session start (only runs whose process is gone), and this run's
   leftovers at its end;
-* a server is "ready" only when ``clients.probe`` speaks its protocol to it
-  (UDP included): never a bare port check, never a sleep;
+* a server is "ready" only when ``clients.probe`` speaks its protocol to it on
+  every port the registry gives it (UDP included): never a bare port check, never a sleep;
 * with ``CI=true`` a missing Docker engine fails the run instead of skipping.
 
 Ryuk (testcontainers' reaper) needs a registry image, so it is disabled and this
@@ -48,24 +48,11 @@ from common.waiting import wait_until
 from lab import engine
 from lab.impair.sidecar import SIDECAR_LABEL
 from lab.model import LAB_LABEL
+from protocols.registry import SERVICES, probe_command
 
 RUN_ID = uuid.uuid4().hex[:10]
 RUN_LABELS = {"testbed.suite": "1", "testbed.run": RUN_ID, "testbed.run.pid": str(os.getpid())}
 READY_TIMEOUT = 30.0
-
-# service -> (container ports it serves, with protocol)
-SERVICE_PORTS: dict[str, tuple[str, ...]] = {
-    "daytime": ("13/tcp", "13/udp"),
-    "echo": ("7/tcp", "7/udp"),
-    "creosote": ("7739/udp",),
-    "chat": ("5000/tcp",),
-    "doctor": ("5001/tcp",),
-    "threaded": ("9000/tcp",),
-    "iterative": ("9001/tcp",),
-    "forking": ("9002/tcp",),
-    "selectors": ("9003/tcp",),
-    "asyncio": ("9004/tcp",),
-}
 
 # The same hardening as the compose lab: tests prove the servers work *under* it.
 HARDENING: dict[str, Any] = {
@@ -136,6 +123,14 @@ def sweep(client: docker.DockerClient, *, run: str | None = None) -> int:
     return removed
 
 
+def probe_argv(service: str, *, timeout: float) -> tuple[str, ...]:
+    """The probe a node of ``service`` runs on itself: its protocol, on its ports, at 127.0.0.1."""
+    spec = SERVICES.get(service)
+    if spec is None:
+        raise LookupError(f"{service!r} is no built-in service (protocols/registry.py), so it has no probe")
+    return probe_command(spec.protocol, "127.0.0.1", spec.ports, timeout=timeout)
+
+
 @dataclass(frozen=True)
 class ClientResult:
     """What a client container did."""
@@ -185,10 +180,8 @@ class Node:
         return ran.code, ran.output
 
     def probe(self, *, timeout: float = 2.0) -> tuple[int, str]:
-        """Speak the node's protocol to it from inside its own namespace."""
-        return self.exec(
-            "python3", "-m", "clients.probe", self.service, "--host", "127.0.0.1", "--timeout", str(timeout)
-        )
+        """Speak the node's protocol to it, on its service's ports, from inside its own namespace."""
+        return self.exec(*probe_argv(self.service, timeout=timeout))
 
     def wait_ready(self, *, timeout: float = READY_TIMEOUT) -> None:
         """Poll the protocol probe until it passes; fail with the container's logs if it never does."""
@@ -239,14 +232,22 @@ class Lab:
         volumes: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> Node:
-        """Start ``python3 -m services.<service>`` as ``hostname`` on this network, and wait until it answers.
+        """Start a built-in service (protocols/registry.py) as ``hostname`` on this network; wait until it answers.
 
-        ``volumes`` maps named volumes (see ``volume``) to paths in the container.
+        ``command`` replaces the service's own (the probe still speaks its protocol on its ports); with
+        ``ready=False`` and a ``command``, ``service`` may be any name. ``volumes`` maps named volumes
+        (see ``volume``) to paths in the container.
         """
         hostname = hostname or service
+        spec = SERVICES.get(service)
+        if spec is None and (command is None or ready):
+            raise LookupError(
+                f"unknown service {service!r}: choose from {', '.join(SERVICES)} (or give a command and ready=False)"
+            )
+        argv = command if command is not None else spec.command if spec is not None else ()
         container = (
             DockerContainer(self.image)
-            .with_command(list(command or ["python3", "-m", f"services.{service}"]))
+            .with_command(list(argv))
             .with_name(f"{self.name}-{hostname}")
             .with_network(self.network)
             .with_network_aliases(hostname)
@@ -261,10 +262,10 @@ class Lab:
         )
         for volume, path in (volumes or {}).items():
             container.with_volume_mapping(volume, path, "rw")
-        if publish:
-            for port in SERVICE_PORTS.get(service, ()):
+        if publish and spec is not None:
+            for port in spec.ports:
                 # docker-py binds a (host address, port) pair; testcontainers types the value as a port only.
-                container.ports[port] = ("127.0.0.1", None)  # type: ignore[assignment]
+                container.ports[str(port)] = ("127.0.0.1", None)  # type: ignore[assignment]
         container.start()
         node = Node(service, hostname, container, self)
         self.nodes[hostname] = node

@@ -1,4 +1,4 @@
-"""``python3 -m services``: list the servers of this image and how to start one.
+"""``python3 -m services``: list the servers of this image, how to start one, and how the lab starts each.
 
 The node image's default command, so ``docker run --rm testbed/node`` says what it holds.
 """
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import services
+from protocols.registry import SERVICES
 
 NOT_SERVERS = {"common", "launch", "runners", "__main__"}
 
@@ -37,6 +38,11 @@ def main() -> int:
     print("The servers of this image; each takes --help, --host and --port:\n")
     for name, summary in summaries():
         print(f"  python3 -m services.{name:<10} {summary}")
+    print("\nThe lab's services run them so (protocols/registry.py; the lab may add options, like creosote's")
+    print("--log-file on its volume):\n")
+    for spec in SERVICES.values():
+        ports = " ".join(str(port) for port in spec.ports)
+        print(f"  {spec.name:<10} {ports:<14} {' '.join(spec.command)}")
     return 0
 
 

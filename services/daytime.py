@@ -6,14 +6,14 @@ import sys
 
 from protocols import daytime
 from services.launch import stream_service
+from services.runners import Limits
 
 main = stream_service(
     "daytime",
     "RFC 867 daytime server: TCP sends the date and time, then closes; UDP answers every datagram with one datagram.",
     daytime.DaytimeSession,
     port=daytime.PORT,
-    max_clients=512,
-    idle_timeout=10.0,
+    limits=Limits(max_clients=512, idle_timeout=10.0),
     udp_answer=daytime.answer_datagram,
 )
 

@@ -6,6 +6,7 @@ import sys
 
 from protocols import doctor
 from services.launch import stream_service
+from services.runners import Limits
 
 main = stream_service(
     "doctor",
@@ -14,8 +15,7 @@ main = stream_service(
     doctor.DoctorSession,
     port=doctor.PORT,
     model="threaded",
-    max_clients=256,
-    idle_timeout=300.0,
+    limits=Limits(max_clients=256, idle_timeout=300.0),
 )
 
 if __name__ == "__main__":

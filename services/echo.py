@@ -6,14 +6,14 @@ import sys
 
 from protocols import echo
 from services.launch import stream_service
+from services.runners import Limits
 
 main = stream_service(
     "echo",
     "RFC 862 echo server: every byte comes back unchanged (TCP); every datagram comes back (UDP).",
     echo.EchoSession,
     port=echo.PORT,
-    max_clients=256,
-    idle_timeout=60.0,
+    limits=Limits(max_clients=256, idle_timeout=60.0),
     udp_answer=echo.answer_datagram,
 )
 

@@ -13,18 +13,20 @@ from bench import report
 from bench.harness import Bench
 from bench.options import Options
 from bench.progress import say
+from protocols.registry import SERVICES
 
 
 def run(bench: Bench, opts: Options) -> dict[str, Any]:
     """Every client count, ``--reps`` phases on each room; the phases and their medians."""
-    bench.start("chat", "chat", command=["python3", "-m", "services.chat", "--max-clients", "1100"])
+    chat = SERVICES["chat"]
+    bench.start("chat", "chat", command=[*chat.command, "--max-clients", "1100"])
     bench.start_redis()
     say(f"chat: chat room vs Redis pub/sub at {opts.clients} clients, {opts.chat_senders} senders, "
         f"{opts.reps} rounds each")
     phases: list[dict[str, Any]] = []
     for clients in opts.clients:
         result = bench.exec_json(
-            "python3", "-m", "bench.loadgen", "chat", "--chat", f"{bench.ips['chat']}:5000",
+            "python3", "-m", "bench.loadgen", "chat", "--chat", f"{bench.ips['chat']}:{chat.ports[0].number}",
             "--redis", f"{bench.ips['redis']}:6379", "--clients", str(clients), "--senders", str(opts.chat_senders),
             "--duration", str(opts.duration), "--warmup", str(opts.warmup), "--rounds", str(opts.reps),
             "--procs", str(opts.chat_procs),

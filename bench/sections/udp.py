@@ -7,6 +7,7 @@ rate of each is then repeated so that its verdict is a median too.
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from bench import report
 from bench.harness import RSYSLOG_IMAGE, Bench, data_mount, rsyslog_ready
 from bench.options import Options
 from bench.progress import say
+from protocols.registry import SERVICES
 
 RCVBUF = 4 * 2**20  # what both sinks ask for: net.core.rmem_max caps it for non-root anyway
 
@@ -26,14 +28,14 @@ def run(bench: Bench, opts: Options) -> dict[str, Any]:
     log_file = ["--log-file", "/data/records.jsonl", "--rcvbuf", str(RCVBUF)]
     # Its per-record stdout line goes nowhere here (log driver "none"): the sinks are compared on
     # their own work, not on dockerd's JSON logging. "creosote+logs" measures it as the lab runs it.
-    bench.start("creosote", "creosote", command=["python3", "-m", "services.creosote", *log_file],
+    bench.start("creosote", "creosote", command=[*SERVICES["creosote"].command, *log_file],
                 mounts=data_mount(), log_config=LogConfig(type="none"))
     bench.start("rsyslog", "rsyslog", command=["rsyslogd", "-n", "-f", "/etc/rsyslog-bench.conf", "-i",
                                                "/data/rsyslogd.pid"],
                 image=RSYSLOG_IMAGE, ready=rsyslog_ready, mounts=data_mount())
     sinks = ["creosote", "rsyslog"]
     if opts.docker_logs:
-        bench.start("creosote-logs", "creosote", command=["python3", "-m", "services.creosote", *log_file],
+        bench.start("creosote-logs", "creosote", command=[*SERVICES["creosote"].command, *log_file],
                     mounts=data_mount())
         sinks.append("creosote-logs")
     say(f"udp: {', '.join(sinks)}; sizes {opts.udp_sizes}; {opts.udp_duration:g} s per trial; "
@@ -80,7 +82,10 @@ def _records(bench: Bench, sink: str) -> int:
     code, out = bench.nodes[sink].probe()
     if code != 0:
         raise RuntimeError(f"{sink} does not answer its probe: {out.strip()}")
-    return int(out.rsplit("(", 1)[1].split()[0])  # "creosote ok (N records)"
+    found = re.search(r"(\d+) records", out)  # "creosote ok: 7739/udp N records"
+    if found is None:
+        raise RuntimeError(f"{sink}'s probe did not say how many records it holds: {out.strip()}")
+    return int(found[1])
 
 
 def _rcvbuf_errors(bench: Bench, sink: str) -> int:
@@ -95,7 +100,7 @@ def trial(bench: Bench, opts: Options, sink: str, *, size: int, rate: int) -> di
     # Start each trial with empty files: the tmpfs holds a few trials, not a whole ladder.
     bench.sh(node, ": > /data/messages.log" if sink == "rsyslog" else ": > /data/records.jsonl")
     before, errors_before = _records(bench, sink), _rcvbuf_errors(bench, sink)
-    port = 5514 if sink == "rsyslog" else 7739
+    port = 5514 if sink == "rsyslog" else SERVICES["creosote"].ports[0].number
     result = bench.exec_json(
         "python3", "-m", "bench.loadgen", "udp", "--host", bench.ips[sink], "--port", str(port),
         "--size", str(size), "--rate", str(rate), "--duration", str(opts.udp_duration), "--procs", str(opts.udp_procs),

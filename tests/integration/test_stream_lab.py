@@ -7,9 +7,11 @@ import re
 import pytest
 
 from lab.testing import Lab
+from protocols.registry import SERVICES
 from tests import conformance
 
-COUSINS = ["iterative", "forking", "selectors", "asyncio"]
+# threaded's cousins: the line server under the other models (iterative, forking, selectors, asyncio).
+COUSINS = [name for name, spec in SERVICES.items() if spec.protocol == "upper" and name != "threaded"]
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +93,4 @@ def test_cousins_across_the_network(servers: Lab, service: str) -> None:
 
 
 def conformance_port(service: str) -> str:
-    return {
-        "threaded": "9000/tcp",
-        "iterative": "9001/tcp",
-        "forking": "9002/tcp",
-        "selectors": "9003/tcp",
-        "asyncio": "9004/tcp",
-    }[service]
+    return str(SERVICES[service].ports[0])

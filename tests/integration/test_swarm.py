@@ -32,6 +32,7 @@ from clients.common import connect, read_to_eof, udp_exchange
 from clients.probe import probe
 from lab.loader import load
 from lab.testing import HARDENING, RUN_LABELS, TMPFS, pid_alive, require_docker_or_skip
+from protocols.registry import SERVICES, Port
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(240)]
 
@@ -201,9 +202,10 @@ def test_published_ports_answer_on_the_host(stack: Stack) -> None:
         assert read_to_eof(sock, limit=4096).endswith(b"-UTC\r\n")
     # Any datagram gets the time (RFC 867); not an empty one here, which docker-proxy does not forward.
     assert udp_exchange("127.0.0.1", port, b"\n", timeout=5).endswith(b"-UTC\r\n")
-    for service in SERVERS[1:]:
-        host_port = {"echo": 10007, "creosote": 17739, "chat": 15000, "doctor": 15001, "threaded": 19000}[service]
-        assert probe(service, "127.0.0.1", host_port + stack.offset, timeout=5)
+    for service in SERVERS[1:]:  # published on 10000 + each port (publish: true), moved up by the offset
+        spec = SERVICES[service]
+        published = [Port(10000 + port.number + stack.offset, port.transport) for port in spec.ports]
+        assert probe(spec.protocol, "127.0.0.1", published, timeout=5)
 
 
 def test_services_keep_the_hardening_swarm_can_carry(stack: Stack, docker_client: docker.DockerClient) -> None:

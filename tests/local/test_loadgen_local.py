@@ -29,7 +29,7 @@ def loadgen(*argv: str) -> dict[str, Any]:
 
 
 def test_upper_measures_closed_loop_requests_with_every_reply_checked(server: Start) -> None:
-    upper = server("services.selectors")
+    upper = server("services.upper", "--model", "selectors")
     result = loadgen("upper", "--host", "127.0.0.1", "--port", str(upper.tcp), "--conns", "4", "--procs", "2",
                      "--duration", "0.3", "--warmup", "0.1", "--size", "64")
     assert (result["conns"], result["errors"], result["starved"], result["procs"]) == (4, 0, 0, 2)

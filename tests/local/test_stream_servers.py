@@ -14,10 +14,11 @@ from clients.common import read_line
 from clients.threaded import run_load
 from protocols.framing import LineBuffer
 from services.common import LISTEN_BACKLOG
+from services.upper import BY_MODEL
 from tests import conformance
 from tests.local.conftest import StartServer
 
-MODELS = ["threaded", "iterative", "forking", "selectors", "asyncio"]
+MODELS = list(BY_MODEL)
 
 
 def test_daytime_tcp_and_udp(server: StartServer) -> None:
@@ -62,14 +63,23 @@ def test_echo_udp_empty_and_largest_datagram(server: StartServer) -> None:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_upper_conformance(server: StartServer, model: str) -> None:
-    upper = server(f"services.{model}")
+    upper = server("services.upper", "--model", model)
     conformance.check_upper("127.0.0.1", upper.tcp)
     conformance.check_upper_bad_input("127.0.0.1", upper.tcp)
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_the_line_server_runs_each_model_with_that_models_limits(server: StartServer, model: str) -> None:
+    upper = server("services.upper", "--model", model)
+    _, clients, _ = BY_MODEL[model]
+    assert (upper.fields["model"], upper.fields["max_clients"]) == (model, str(clients))
+    overridden = server("services.upper", "--model", model, "--max-clients", "3")
+    assert (overridden.fields["model"], overridden.fields["max_clients"]) == (model, "3")
+
+
 @pytest.mark.parametrize("model", ["threaded", "forking", "selectors", "asyncio"])
 def test_upper_many_concurrent_clients(server: StartServer, model: str) -> None:
-    upper = server(f"services.{model}")
+    upper = server("services.upper", "--model", model)
     report = run_load("127.0.0.1", upper.tcp, sessions=300, lines=3, size=64, timeout=20)
     assert report.errors == []
     assert len(report.latencies) == 900
@@ -77,14 +87,14 @@ def test_upper_many_concurrent_clients(server: StartServer, model: str) -> None:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_sigterm_stops_within_a_second(server: StartServer, model: str) -> None:
-    upper = server(f"services.{model}")
+    upper = server("services.upper", "--model", model)
     with socket.create_connection(("127.0.0.1", upper.tcp), timeout=5):  # a client still connected
         assert upper.terminate(within=1.0) < 1.0
 
 
 @pytest.mark.parametrize("model", ["threaded", "selectors", "asyncio", "forking"])
 def test_client_cap_answers_busy_then_closes(server: StartServer, model: str) -> None:
-    upper = server(f"services.{model}", "--max-clients", "2")
+    upper = server("services.upper", "--model", model, "--max-clients", "2")
     held = [socket.create_connection(("127.0.0.1", upper.tcp), timeout=5) for _ in range(2)]
     try:
         for sock in held:  # both admitted: each answers
@@ -100,7 +110,7 @@ def test_client_cap_answers_busy_then_closes(server: StartServer, model: str) ->
 
 @pytest.mark.parametrize("model", MODELS)
 def test_idle_client_is_closed_with_a_reason(server: StartServer, model: str) -> None:
-    upper = server(f"services.{model}", "--idle-timeout", "0.5")
+    upper = server("services.upper", "--model", model, "--idle-timeout", "0.5")
     with socket.create_connection(("127.0.0.1", upper.tcp), timeout=5) as sock:
         began = time.monotonic()
         data = b""
@@ -113,7 +123,7 @@ def test_idle_client_is_closed_with_a_reason(server: StartServer, model: str) ->
 @pytest.mark.parametrize("model", ["threaded", "selectors", "asyncio", "forking"])
 def test_silent_and_abandoned_clients_do_not_block_others(server: StartServer, model: str) -> None:
     """Slowloris-style: many connections that say nothing (or half a line) while others are served."""
-    upper = server(f"services.{model}", "--max-clients", "200")
+    upper = server("services.upper", "--model", model, "--max-clients", "200")
     silent = [socket.create_connection(("127.0.0.1", upper.tcp), timeout=5) for _ in range(50)]
     for index, sock in enumerate(silent):
         if index % 2:
@@ -129,7 +139,7 @@ def test_silent_and_abandoned_clients_do_not_block_others(server: StartServer, m
 
 
 def test_garbage_does_not_hurt_other_clients(server: StartServer) -> None:
-    upper = server("services.threaded")
+    upper = server("services.upper")
     done = threading.Event()
 
     def spray() -> None:
@@ -147,7 +157,7 @@ def test_garbage_does_not_hurt_other_clients(server: StartServer) -> None:
 
 @pytest.mark.parametrize("model", ["threaded", "selectors", "asyncio"])
 def test_a_thousand_connections_at_once(server: StartServer, model: str) -> None:
-    upper = server(f"services.{model}")
+    upper = server("services.upper", "--model", model)
     report = run_load("127.0.0.1", upper.tcp, sessions=1000, lines=2, size=32, timeout=30)
     assert report.errors == []
     assert len(report.latencies) == 2000
@@ -164,7 +174,7 @@ def test_every_listener_queues_a_thousand_connections(server: StartServer, model
     """asyncio calls listen() again with its own backlog (100 unless told): 1,000 clients at once overflowed it."""
     if shutil.which("ss") is None:
         pytest.fail("ss (iproute2) is needed to read the listen queue: apt-get install iproute2")
-    started = server("services.chat") if model == "chat" else server(f"services.{model}")
+    started = server("services.chat") if model == "chat" else server("services.upper", "--model", model)
     # "ready" comes before the event loop's own listen(): one exchange first, so that has happened.
     with socket.create_connection(("127.0.0.1", started.tcp), timeout=5) as sock:
         sock.sendall(b"/quit\n" if model == "chat" else b"x\n")

@@ -108,7 +108,7 @@ def test_rendered_text_is_the_document(name: str) -> None:
 def test_command_override_and_string_commands() -> None:
     topology = load_text(
         "name: c\nnetworks: [lab]\nnodes:\n"
-        "  - {name: t, service: threaded, command: 'python3 -m services.threaded --model forking'}\n",
+        "  - {name: t, service: threaded, command: 'python3 -m services.upper --model forking'}\n",
         source="c.yaml",
     )
     assert compose.render(topology)["services"]["t"]["command"][-2:] == ["--model", "forking"]
