@@ -8,6 +8,7 @@ touches Docker (a missing path or Dockerfile is found on disk, before any call).
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 
@@ -27,11 +28,15 @@ USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}(?::[a-z_][a-z0-9_-]{0,31})?$|^\d{1,1
 CAPABILITY = re.compile(r"^[A-Z][A-Z_]{1,31}$")
 
 
-def node_kind(reader: Reader, node: Node, values: dict[str, Node], where: str) -> str | None:
+def node_kind(reader: Reader, entry: Node, values: dict[str, Node], where: str) -> str | None:
     """``service``, ``code`` or ``image`` (``build:`` with or without ``image:``); every other mix is reported."""
     given = [k for k in KINDS if k in values]
     if not given:
-        reader.fail(node, where, "no service:, code:, image: or build:", "say what the node runs, like service: echo")
+        written = [str(key.value) for key, _value in entry.value] if isinstance(entry, MappingNode) else []
+        if not any(difflib.get_close_matches(key, KINDS, n=1, cutoff=0.6) for key in written):  # else: misspelt, told
+            reader.fail(
+                entry, where, "no service:, code:, image: or build:", "say what the node runs, like service: echo"
+            )
         return None
     kinds = {"image" if k == "build" else k for k in given}
     if len(kinds) > 1:

@@ -273,12 +273,12 @@ def _read_member(reader: Reader, node: Node, index: int, *, router: bool) -> Mem
     if "impair" in values:
         member.impair = _read_impair(reader, values["impair"], f"{where}.impair")
     if not router:
-        _read_host_fields(reader, member, values, where)
+        _read_host_fields(reader, member, node, values, where)
     return member
 
 
-def _read_host_fields(reader: Reader, member: Member, values: dict[str, Node], where: str) -> None:
-    kind = programs.node_kind(reader, values.get("name") or values[next(iter(values))], values, where)
+def _read_host_fields(reader: Reader, member: Member, entry: Node, values: dict[str, Node], where: str) -> None:
+    kind = programs.node_kind(reader, entry, values, where)
     if kind is not None:
         programs.check_fields(reader, values, where, kind)
     if kind in ("code", "image"):
