@@ -10,8 +10,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from common.argtypes import non_negative_int, positive_float, positive_int
+from common.argtypes import non_negative_int, port_number, positive_float, positive_int
 from common.errors import TestbedError
+from protocols import registry
 
 EXAMPLES = """examples:
   lab up                                        the default lab (the same as docker compose up in the repo)
@@ -113,6 +114,16 @@ def _verbs(sub: Any) -> None:
     limit = p.add_mutually_exclusive_group()
     limit.add_argument("--duration", type=positive_float, help="stop after S seconds")
     limit.add_argument("--count", type=positive_int, help="stop after N packets")
+
+    p = sub.add_parser("check", help="check a server against its protocol: lab check echo NODE -t LAB, or HOST:PORT")
+    _lab(p)
+    p.add_argument("protocol", choices=registry.PROTOCOLS, help="the protocol the server should speak")
+    p.add_argument("target", metavar="NODE|HOST:PORT", help="a node of a running lab, or an address from this machine")
+    p.add_argument("--port", type=port_number, help="with NODE: its port (default: the one it exposes, or the usual)")
+    p.add_argument("--udp-port", type=port_number, help="where it speaks UDP, when not on the same port")
+    p.add_argument("--only", metavar="CHECK,...", help="run only these checks (names as printed)")
+    p.add_argument("--timeout", type=positive_float, default=10.0, help="seconds for one exchange (default 10)")
+    p.add_argument("--json", action="store_true", help="print a machine-readable report")
 
     p = sub.add_parser(
         "graph", help="draw a lab: .svg, .png, .dot/.gv or .mmd/.mermaid (Mermaid), by the output's suffix"
