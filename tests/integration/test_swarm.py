@@ -32,7 +32,7 @@ from clients.common import connect, read_to_eof, udp_exchange
 from clients.probe import probe
 from lab.loader import load
 from lab.testing import HARDENING, RUN_LABELS, TMPFS, pid_alive, require_docker_or_skip
-from protocols.registry import SERVICES, Port
+from protocols.registry import SERVICES, Port, health_command
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(240)]
 
@@ -185,7 +185,7 @@ def test_every_server_answers_by_hostname_across_the_overlay(stack: Stack, docke
         container.remove(force=True)
     assert code == 0, output
     assert "6 of 6 servers answered" in output
-    assert re.search(r"ok +daytime +10\.\d+\.\d+\.\d+ +daytime tcp\+udp ok", output), output
+    assert re.search(r"ok +daytime +10\.\d+\.\d+\.\d+ +daytime ok: 13/tcp .*, 13/udp ", output), output
 
 
 def stack_image(client: docker.DockerClient, stack: Stack) -> str:
@@ -221,7 +221,8 @@ def test_services_keep_the_hardening_swarm_can_carry(stack: Stack, docker_client
         assert {p["PublishMode"] for p in spec["EndpointSpec"]["Ports"]} == {"host"}, name
         assert container["CapabilityDrop"] == ["ALL"] and not container.get("CapabilityAdd"), name
         assert container["ReadOnly"] is True and container["Init"] is True, name
-        assert container["Healthcheck"]["Test"][-1] == name
+        served = SERVICES[name]
+        assert container["Healthcheck"]["Test"] == ["CMD", *health_command(served.protocol, served.ports)], name
         assert spec["TaskTemplate"]["Resources"]["Limits"]["Pids"] > 0, name
         assert spec["Labels"]["testbed.lab"] == stack.name
     task = docker_client.containers.list(filters={"label": [f"{STACK_LABEL}={stack.stack}", "testbed.node=daytime"]})[0]
