@@ -14,6 +14,7 @@ import contextlib
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -253,3 +254,28 @@ def test_down_leaves_nothing(stack: Stack, docker_client: docker.DockerClient) -
     assert leftovers(docker_client, stack.stack) == []
     assert docker_client.containers.list(all=True, filters={"label": f"testbed.lab={stack.name}"}) == []
     assert elapsed < 30, result.stdout
+
+
+def test_a_built_image_node_runs_as_a_stack_service(
+    docker_client: docker.DockerClient, node_image: str, swarm_manager: None, tmp_path: Path
+) -> None:
+    """build: on Swarm: built here first, pinned by ID, deployed hardened, probed in its protocol from a sidecar."""
+    name = f"swarm-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    shutil.copytree(ROOT / "examples" / "own-image", tmp_path / "own")
+    file = tmp_path / "own" / "lab.yaml"
+    file.write_text(file.read_text(encoding="utf-8").replace("name: own-image", f"name: {name}"), encoding="utf-8")
+    state = tmp_path / "state"
+    try:
+        result = lab_cli("up", "--swarm", str(file), state=state, timeout=300)
+        assert result.returncode == 0, f"lab up --swarm failed:\n{result.stdout}\n{result.stderr}"
+        assert "probing clock (daytime on 13/tcp)" in result.stdout, result.stdout
+        found = docker_client.services.list(filters={"name": f"testbed-{name}_clock"})
+        assert len(found) == 1, found
+        container = found[0].attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+        assert container["Image"].startswith("sha256:"), container["Image"]  # pinned: no machine pulls it
+        assert container["User"] == "10001:10001" and container["CapabilityDrop"] == ["ALL"]
+        assert container["ReadOnly"] is True
+    finally:
+        down = lab_cli("down", "--swarm", str(file), "--volumes", state=state)
+        assert down.returncode == 0, down.stderr
+    assert leftovers(docker_client, f"testbed-{name}") == []
