@@ -9,6 +9,7 @@ left behind, even if a test fails or the run is interrupted (the next run sweeps
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -69,3 +70,21 @@ def test_a_partition_fails_the_client_and_heal_brings_it_back(lab: TopologyLab) 
 
 def test_addresses_are_the_files_moved_to_a_free_subnet(lab: TopologyLab) -> None:
     assert lab.address("daytime", "servers") == lab.moved_address("10.71.2.13")
+
+
+def test_a_capture_on_the_server_lan_sees_the_daytime_exchange(lab: TopologyLab) -> None:
+    done = threading.Event()
+
+    def ask() -> None:
+        while not done.is_set():  # until the capture has its packets
+            lab.run("client", "python3", "-m", "clients.daytime", "--host", "daytime")
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        captured = lab.capture("servers", count=10, expression=["tcp", "port", "13"])
+    finally:
+        done.set()
+        asker.join()
+    daytime = lab.address("daytime", "servers")
+    assert any(flow.startswith("tcp ") and flow.endswith(f"-> {daytime}:13") for flow in captured.summary())

@@ -162,11 +162,11 @@ class RunningLab:
         return impair.heal(self.project)
 
     def capture(self, target: str, output: Path, *, duration: float | None = None, count: int | None = None,
-                expression: Sequence[str] = ()) -> Path:  # fmt: skip
-        """Capture a node's or a whole network's packets into ``output`` (pcap); see ``lab.capture.packets``."""
+                expression: Sequence[str] = ()) -> capture.Captured:  # fmt: skip
+        """Capture a node's or a whole network's packets into ``output`` (pcap): the file, its packets, a summary."""
         where: model.NodeRef | model.NetworkRef
         if target in self.backend.networks(self.project):
             where = self.backend.network_ref(self.project, target)
         else:
             where = self.ref(target)
-        return capture.capture(where, output, duration=duration, count=count, expression=expression)
+        return capture.captured(capture.capture(where, output, duration=duration, count=count, expression=expression))

@@ -149,6 +149,34 @@ def packets(path: Path) -> tuple[int, list[Packet]]:
     return pcap.link_type, [p for p in decoded if p is not None]
 
 
+PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
+
+
+@dataclass(frozen=True)
+class Captured:
+    """A finished capture: the pcap file, and its packets decoded for a test to assert on."""
+
+    path: Path
+    link_type: int
+    packets: tuple[Packet, ...]
+
+    def summary(self) -> dict[str, int]:
+        """Packets per flow and destination port, like ``{"tcp 10.0.0.3 -> 10.0.0.2:13": 4}``."""
+        counts: dict[str, int] = {}
+        for packet in self.packets:
+            kind = PROTOCOL_NAMES.get(packet.protocol, str(packet.protocol))
+            to = f"{packet.dst}:{packet.dport}" if packet.dport is not None else packet.dst
+            key = f"{kind} {packet.src} -> {to}"
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+
+def captured(path: Path) -> Captured:
+    """Read a pcap file written by ``capture``."""
+    link_type, found = packets(path)
+    return Captured(path, link_type, tuple(found))
+
+
 # --------------------------------------------------------------------------- capturing
 
 

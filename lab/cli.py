@@ -245,8 +245,8 @@ def cmd_heal(args: argparse.Namespace) -> int:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    path = target(args).capture(args.target, args.output, duration=args.duration, count=args.count)
-    print(f"wrote {path}")
+    done = target(args).capture(args.target, args.output, duration=args.duration, count=args.count)
+    print(f"wrote {done.path}: {len(done.packets)} IP packets")
     return 0
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from lab import model, remap
+from lab import capture, model, remap
 from lab.api import RunningLab
 from lab.loader import load
 
@@ -40,6 +40,12 @@ class TopologyLab(RunningLab):
 
     moved: dict[ipaddress.IPv4Network, ipaddress.IPv4Network] = field(default_factory=dict)
     files: Path = Path()
+
+    def capture(self, target: str, output: Path | None = None, *, duration: float | None = None,
+                count: int | None = None, expression: Sequence[str] = ()) -> capture.Captured:  # fmt: skip
+        """Capture a node's or a network's packets (into the lab's own folder unless ``output`` says where)."""
+        path = output or self.files / f"{target}-{next(_serial)}.pcap"
+        return super().capture(target, path, duration=duration, count=count, expression=expression)
 
     def address(self, node: str, network: str) -> str:
         """The node's real address on ``network`` (its file's address moved to the lab's free subnet)."""

@@ -37,7 +37,7 @@ def test_the_example_runs_from_outside_the_repository(
         cwd=project, env={**os.environ, "CI": "true"}, capture_output=True, text=True, timeout=540, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "4 passed" in result.stdout, result.stdout[-2000:]
+    assert "5 passed" in result.stdout, result.stdout[-2000:]
     left = [c.name for c in docker_client.containers.list(all=True) if c.id not in before]
     assert left == [], left
     networks = [n.name for n in docker_client.networks.list() if str(n.name).startswith("testbed-two-lans-")]
