@@ -47,7 +47,7 @@ from testcontainers.core.network import Network
 from common.waiting import wait_until
 from lab import engine
 from lab.impair.sidecar import SIDECAR_LABEL
-from lab.model import LAB_LABEL
+from lab.model import LAB_LABEL, project_name
 from protocols.registry import SERVICES, probe_command
 
 RUN_ID = uuid.uuid4().hex[:10]
@@ -100,8 +100,16 @@ def sweep(client: docker.DockerClient, *, run: str | None = None) -> int:
     # A topology lab of a dead run: its sidecars (impairments, partitions) carry only its testbed.lab label.
     labs = {c.labels.get(LAB_LABEL) for c in client.containers.list(all=True, filters={"label": "testbed.suite"})
             if doomed(c.labels)}  # fmt: skip
-    for lab in sorted(filter(None, labs)):
-        for sidecar in client.containers.list(all=True, filters={"label": [f"{LAB_LABEL}={lab}", SIDECAR_LABEL]}):
+    for value in sorted({v for lab in filter(None, labs) for v in (lab, project_name(lab))}):  # sidecars name either
+        for sidecar in client.containers.list(all=True, filters={"label": [f"{LAB_LABEL}={value}", SIDECAR_LABEL]}):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                sidecar.remove(force=True)
+                removed += 1
+    # A sidecar whose node is gone serves nothing (its namespace went with the node): an earlier sweep's leftover.
+    existing = {str(c.id) for c in client.containers.list(all=True)}
+    for sidecar in client.containers.list(all=True, filters={"label": SIDECAR_LABEL}):
+        mode = str(sidecar.attrs["HostConfig"].get("NetworkMode", ""))
+        if mode.startswith("container:") and mode.removeprefix("container:") not in existing:
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 sidecar.remove(force=True)
                 removed += 1
