@@ -45,6 +45,12 @@ nodes:
     ports: [13/tcp]
     probe: daytime
     networks: [lan]
+  - name: plain
+    image: testbed/base:bookworm
+    command: [python3, -m, http.server, "8080"]
+    ports: [8080/tcp]
+    probe: tcp
+    networks: [lan]
   - name: one-recv
     code: mistakes/echo_one_recv.py
     command: [python3, /code/echo_one_recv.py, --port, "7"]
@@ -98,6 +104,8 @@ def test_own_code_and_image_come_up_healthy_and_hardened(own: OwnLab, docker_cli
         host = container.attrs["HostConfig"]
         assert host["CapDrop"] == ["ALL"] and host["ReadonlyRootfs"] is True
         assert container.attrs["Config"]["User"] in ("node", "10001:10001")
+    plain = docker_client.containers.get(f"testbed-{own.name}-plain-1")
+    assert plain.attrs["Config"]["Image"] == "testbed/base:bookworm" and plain.attrs["Config"]["User"] == "10001:10001"
     mount = docker_client.containers.get(f"testbed-{own.name}-server-1").attrs["Mounts"][0]
     assert mount["Destination"] == "/code/server.py" and mount["RW"] is False
 
