@@ -8,6 +8,8 @@ gives them sockets that cannot hang. The same checks test this project's servers
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from clients.check import chat, creosote, daytime, doctor, echo, upper
 from clients.check.core import (
     Check,
@@ -57,7 +59,7 @@ def run(
     protocol: str,
     target: Target,
     *,
-    only: list[str] | None = None,
+    only: Sequence[str] | None = None,
     timeout: float = 5.0,
     deadline: float = 300.0,
 ) -> Report:
