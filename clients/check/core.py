@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
 from clients.common import ClientError, connect
@@ -316,8 +317,6 @@ def select(suite: Suite, patterns: Sequence[str]) -> list[Check]:
 
     Raises ``LookupError`` naming each pattern that matches nothing.
     """
-    from fnmatch import fnmatchcase
-
     prefix = suite.protocol + "."
     full = [p if p.startswith(prefix) else prefix + p for p in patterns]
     unmatched = [p for p, f in zip(patterns, full, strict=True) if not any(fnmatchcase(n, f) for n in suite.names())]

@@ -21,15 +21,27 @@ READ_SIZE = 1 << 16
 SEND_PIECE = 1 << 16  # sendall's timeout covers its whole call (3.5+): pieces keep it per piece
 
 
-def _broken(exc: OSError, doing: str) -> CheckFailed:
+class Broken(CheckFailed):
+    """The connection was refused, reset or broken; ``reset`` when the server sent RST."""
+
+    def __init__(self, detail: str, *, reset: bool = False) -> None:
+        super().__init__(detail)
+        self.reset = reset
+
+
+class Silent(CheckFailed):
+    """Nothing (or nothing whole) came within the time allowed."""
+
+
+def _broken(exc: OSError, doing: str) -> Broken:
     """What an ``OSError`` on a connection means, in words."""
     if isinstance(exc, ConnectionRefusedError):
-        return CheckFailed(f"connection refused while {doing}: is the server still running?")
+        return Broken(f"connection refused while {doing}: is the server still running?")
     if isinstance(exc, ConnectionResetError):
-        return CheckFailed(f"the server reset the connection (RST) while {doing}")
+        return Broken(f"the server reset the connection (RST) while {doing}", reset=True)
     if isinstance(exc, BrokenPipeError):
-        return CheckFailed(f"the server had closed the connection while {doing}")
-    return CheckFailed(f"the connection broke while {doing}: {exc.strerror or exc}")
+        return Broken(f"the server had closed the connection while {doing}")
+    return Broken(f"the connection broke while {doing}: {exc.strerror or exc}")
 
 
 class Stream:
@@ -39,7 +51,6 @@ class Stream:
         self.context = context
         self.who = f"{who} " if who else ""
         self.lines = LineBuffer(max_line=MAX_REPLY_LINE)
-        self.received = 0  # bytes read so far, in every mode
         target = context.target
         try:
             infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
@@ -112,16 +123,17 @@ class Stream:
     # -- receiving -----------------------------------------------------------
 
     def recv(self, limit: float | None, doing: str, read_size: int = READ_SIZE) -> bytes:
-        """One ``recv`` waiting at most ``limit`` s (default: the timeout); ``TimeoutError`` passes through."""
-        self.sock.settimeout(self.context.wait_for(limit))
+        """One ``recv`` waiting at most ``limit`` s (default: the timeout); ``TimeoutError`` when nothing came."""
+        wait = self.context.wait_for(limit)
+        if wait <= 0:
+            raise TimeoutError  # settimeout(0) would make the socket non-blocking, not wait no time
+        self.sock.settimeout(wait)
         try:
-            data = self.sock.recv(read_size)
+            return self.sock.recv(read_size)
         except TimeoutError:
-            raise
+            raise  # an OSError too, but not a broken connection
         except OSError as exc:
             raise _broken(exc, doing) from exc
-        self.received += len(data)
-        return data
 
     def line(self, *, expecting: str, record: bool = True) -> bytes:
         """The next line (without its terminator); ``CheckFailed`` at EOF or after a timeout."""
@@ -130,9 +142,9 @@ class Stream:
             raise CheckFailed(f"the server closed the connection; we were waiting for {expecting}")
         return line
 
-    def line_or_eof(self, *, expecting: str, within: float | None = None, record: bool = True) -> bytes | None:
-        """The next line, or ``None`` at EOF; ``CheckFailed`` when nothing whole comes within the timeout."""
-        waited = within if within is not None else self.context.timeout
+    def line_or_eof(self, *, expecting: str, record: bool = True) -> bytes | None:
+        """The next line, or ``None`` at EOF; ``Silent`` when nothing whole comes within the timeout."""
+        waited = self.context.timeout
         end = time.monotonic() + waited
         while True:
             try:
@@ -150,7 +162,7 @@ class Stream:
                 data = self.recv(max(0.0, end - time.monotonic()), f"waiting for {expecting}")
             except TimeoutError as exc:
                 pending = f" ({self.lines.pending} B of an unfinished line)" if self.lines.pending else ""
-                raise CheckFailed(f"no {expecting} within {waited:g} s{pending}") from exc
+                raise Silent(f"no {expecting} within {waited:g} s{pending}") from exc
             self.lines.feed(data)
 
     def maybe_line(self, within: float) -> bytes | None:
@@ -169,9 +181,9 @@ class Stream:
             except TimeoutError:
                 return None
 
-    def eof(self, *, within: float | None = None, after: str) -> None:
-        """Expect the server to close (EOF, or a reset after its last words) within ``within`` s, sending nothing."""
-        waited = within if within is not None else self.context.timeout
+    def eof(self, *, after: str) -> None:
+        """Expect the server to close (EOF, or a reset after its last words) within the timeout, sending nothing."""
+        waited = self.context.timeout
         end = time.monotonic() + waited
         while not self.lines.eof:
             line = self.lines.next_line()
@@ -181,11 +193,11 @@ class Stream:
             try:
                 data = self.recv(max(0.0, end - time.monotonic()), f"waiting for the close after {after}")
             except TimeoutError as exc:
-                raise CheckFailed(
+                raise Silent(
                     f"the server did not close the connection within {waited:g} s after {after}",
                     expected="the server closes the connection",
                 ) from exc
-            except CheckFailed as exc:  # a reset after the last line: closed, if rudely
+            except Broken as exc:  # a reset after the last line: closed, if rudely
                 self.note(f"< {exc.detail}")
                 return
             self.lines.feed(data)
@@ -199,7 +211,7 @@ class Stream:
             try:
                 data = self.recv(None, f"reading {expecting}", min(READ_SIZE, count - got))
             except TimeoutError as exc:
-                raise CheckFailed(
+                raise Silent(
                     f"{size(got)} of {expecting} came back, then nothing for {self.context.timeout:g} s"
                 ) from exc
             if not data:
@@ -229,10 +241,13 @@ class Stream:
                     self.context.pause(pace)
         except TimeoutError as exc:
             self._summarise(parts, got, reads)
-            raise CheckFailed(f"{size(got)} came back, then nothing for {self.context.timeout:g} s") from exc
-        except CheckFailed as exc:
+            raise Silent(f"{size(got)} came back, then nothing for {self.context.timeout:g} s") from exc
+        except Broken as exc:
             self._summarise(parts, got, reads)
-            raise CheckFailed(f"{exc.detail}, after {size(got)} came back") from exc
+            raise Broken(f"{exc.detail}, after {size(got)} came back", reset=exc.reset) from exc
+        except CheckFailed:
+            self._summarise(parts, got, reads)
+            raise
         self._summarise(parts, got, reads)
         self.note("< EOF (the server closed)")
         return b"".join(parts)
@@ -277,10 +292,10 @@ class Sender:
 class Datagrams:
     """A connected UDP socket to the target's UDP port: only the server's replies reach it."""
 
-    def __init__(self, context: Context, *, port: int | None = None) -> None:
+    def __init__(self, context: Context) -> None:
         self.context = context
         target = context.target
-        self.port = target.udp if port is None else port
+        self.port = target.udp
         try:
             family, _, _, _, address = socket.getaddrinfo(target.host, self.port, type=socket.SOCK_DGRAM)[0]
         except socket.gaierror as exc:
@@ -302,13 +317,13 @@ class Datagrams:
         except OSError as exc:
             raise self._unreachable(exc) from exc
 
-    def receive(self, *, expecting: str, within: float | None = None) -> bytes:
-        """The next datagram from the server; ``CheckFailed`` when none comes in time."""
-        self.sock.settimeout(self.context.wait_for(within))
+    def receive(self, *, expecting: str) -> bytes:
+        """The next datagram from the server; ``Silent`` when none comes in time."""
+        self.sock.settimeout(self.context.wait_for())
         try:
             data = self.sock.recv(65535)
         except TimeoutError as exc:
-            raise CheckFailed(
+            raise Silent(
                 f"no datagram back within {self.sock.gettimeout():g} s; we were waiting for {expecting}"
             ) from exc
         except OSError as exc:
@@ -332,7 +347,7 @@ class Datagrams:
             extra.append(data)
         return extra
 
-    def _unreachable(self, exc: OSError) -> CheckFailed:
+    def _unreachable(self, exc: OSError) -> Broken:
         if isinstance(exc, ConnectionRefusedError):  # ICMP port unreachable, reported on a later call
-            return CheckFailed(f"nothing listens on UDP port {self.port} (ICMP port unreachable)")
-        return CheckFailed(f"UDP to port {self.port} failed: {exc.strerror or exc}")
+            return Broken(f"nothing listens on UDP port {self.port} (ICMP port unreachable)")
+        return Broken(f"UDP to port {self.port} failed: {exc.strerror or exc}")
