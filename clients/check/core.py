@@ -141,6 +141,14 @@ class Context:
             raise CheckFailed(f"ran out of time: the check's {self.budget:g} s are spent")
         return min(self.timeout if limit is None else limit, left)
 
+    def window(self) -> float:
+        """How long the next whole answer may take: the timeout, or what is left of the check if less."""
+        return self.wait_for()
+
+    def seconds(self, waited: float) -> str:
+        """``5 s``, or ``0.4 s (all the check had left)`` when the deadline cut a wait short."""
+        return f"{waited:.2g} s" + (" (all the check had left)" if waited < self.timeout else "")
+
     def pause(self, seconds: float) -> None:
         """Stay idle on purpose (a slow client, a quiet window), never past the deadline."""
         time.sleep(max(0.0, min(seconds, self.remaining())))

@@ -40,14 +40,15 @@ def count(context: Context, datagrams: Datagrams) -> int:
 
 def wait_for_records(context: Context, datagrams: Datagrams, before: int, *, what: str) -> int:
     """Ping until the count passes ``before``; the count then. ``CheckFailed`` after a timeout."""
-    end = time.monotonic() + context.timeout
+    waited = context.window()
+    end = time.monotonic() + waited
     while True:
         now = count(context, datagrams)
         if now > before:
             return now
         if time.monotonic() >= end:
             raise CheckFailed(
-                f"records={now} after {what}, as before: not recorded within {context.timeout:g} s",
+                f"records={now} after {what}, as before: not recorded within {context.seconds(waited)}",
                 expected=f"records={before + 1} or more",
             )
         context.pause(POLL_EVERY)

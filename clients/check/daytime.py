@@ -27,7 +27,8 @@ _MAX_ZONE = 14 * 3600  # the widest UTC offset in use (UTC+14)
 def read_answer(stream: Stream) -> tuple[bytes, bool]:
     """What the server sends on connect: up to and a little past its first line end; and whether it closed."""
     parts: list[bytes] = []
-    end = time.monotonic() + stream.context.timeout
+    waited = stream.context.window()
+    end = time.monotonic() + waited
     while True:
         seen_line = any(b"\n" in part for part in parts)
         left = MORE_WITHIN if seen_line else end - time.monotonic()
@@ -37,7 +38,7 @@ def read_answer(stream: Stream) -> tuple[bytes, bool]:
             if not seen_line:
                 got = b"".join(parts)
                 raise CheckFailed(
-                    f"no whole line within {stream.context.timeout:g} s" + (f" (got {show(got)})" if got else ""),
+                    f"no whole line within {stream.context.seconds(waited)}" + (f" (got {show(got)})" if got else ""),
                     expected="one line ending in CRLF as soon as we connect",
                 ) from None
             return _record(stream, b"".join(parts)), False
@@ -130,7 +131,8 @@ def tcp_closes(context: Context) -> str | None:
     """The server closes within ``timeout`` of the connect, whatever it sent (RFC 867: "then closes")."""
     with Stream(context) as stream:
         began = time.monotonic()
-        end = began + context.timeout
+        waited = context.window()
+        end = began + waited
         got = b""
         while True:
             try:
@@ -138,7 +140,7 @@ def tcp_closes(context: Context) -> str | None:
             except TimeoutError:
                 stream.context.transcript.received(got)
                 raise CheckFailed(
-                    f"the connection is still open {context.timeout:g} s after the server sent its answer",
+                    f"the connection is still open {context.seconds(waited)} after the server sent its answer",
                     expected="the server closes the connection once it has sent the time",
                 ) from None
             except Broken as exc:  # a reset is a close, if a rude one

@@ -59,7 +59,8 @@ def coalesced(context: Context) -> str | None:
                 _answer(stream, sentence)
             except CheckFailed as exc:
                 raise CheckFailed(
-                    f"{number} answers to {len(SENTENCES)} lines sent in one write: {exc.detail}",
+                    f"{number} answer{'' if number == 1 else 's'} to {len(SENTENCES)} lines sent in one write: "
+                    f"{exc.detail}",
                     expected=exc.expected or "one answer per line (a server that reads one recv as one message fails)",
                 ) from exc
         _nothing_more(stream, f"{len(SENTENCES)} answers")

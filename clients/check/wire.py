@@ -144,7 +144,7 @@ class Stream:
 
     def line_or_eof(self, *, expecting: str, record: bool = True) -> bytes | None:
         """The next line, or ``None`` at EOF; ``Silent`` when nothing whole comes within the timeout."""
-        waited = self.context.timeout
+        waited = self.context.window()
         end = time.monotonic() + waited
         while True:
             try:
@@ -162,7 +162,7 @@ class Stream:
                 data = self.recv(max(0.0, end - time.monotonic()), f"waiting for {expecting}")
             except TimeoutError as exc:
                 pending = f" ({self.lines.pending} B of an unfinished line)" if self.lines.pending else ""
-                raise Silent(f"no {expecting} within {waited:g} s{pending}") from exc
+                raise Silent(f"no {expecting} within {self.context.seconds(waited)}{pending}") from exc
             self.lines.feed(data)
 
     def maybe_line(self, within: float) -> bytes | None:
@@ -183,7 +183,7 @@ class Stream:
 
     def eof(self, *, after: str) -> None:
         """Expect the server to close (EOF, or a reset after its last words) within the timeout, sending nothing."""
-        waited = self.context.timeout
+        waited = self.context.window()
         end = time.monotonic() + waited
         while not self.lines.eof:
             line = self.lines.next_line()
@@ -194,7 +194,7 @@ class Stream:
                 data = self.recv(max(0.0, end - time.monotonic()), f"waiting for the close after {after}")
             except TimeoutError as exc:
                 raise Silent(
-                    f"the server did not close the connection within {waited:g} s after {after}",
+                    f"the server did not close the connection within {self.context.seconds(waited)} after {after}",
                     expected="the server closes the connection",
                 ) from exc
             except Broken as exc:  # a reset after the last line: closed, if rudely
