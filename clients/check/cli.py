@@ -99,12 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"HOST:PORT: {exc}")
     target = Target(where.host, where.port, args.udp_port)
     try:
-        return run(suite, target, checks, timeout=args.timeout, deadline=args.deadline, as_json=args.json)
+        return check_target(suite, target, checks, timeout=args.timeout, deadline=args.deadline, as_json=args.json)
     except KeyboardInterrupt:
         return 130
 
 
-def run(suite: Suite, target: Target, checks: list[Check], *, timeout: float, deadline: float, as_json: bool) -> int:
+def check_target(
+    suite: Suite, target: Target, checks: list[Check], *, timeout: float, deadline: float, as_json: bool
+) -> int:
     """First contact, then every check; print as asked; the exit status."""
     try:
         suite.reach(target, timeout)

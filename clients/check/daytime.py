@@ -34,6 +34,10 @@ def read_answer(stream: Stream) -> tuple[bytes, bool]:
         left = MORE_WITHIN if seen_line else end - time.monotonic()
         try:
             data = stream.recv(max(0.0, left), "reading the time")
+        except Broken:
+            if not seen_line:
+                raise
+            return _record(stream, b"".join(parts)), True  # a reset after the line: closed, if rudely
         except TimeoutError:
             if not seen_line:
                 got = b"".join(parts)
