@@ -29,6 +29,7 @@ from lab import backends, compose, graph, model
 from lab.api import RunningLab
 from lab.cli_table import UsageError, parser
 from lab.loader import LAB_NAME, TopologyError, load
+from protocols import registry
 
 DEFAULT_TOPOLOGY = Path("topology") / "default.yaml"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -255,12 +256,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     options = [*(["--json"] if args.json else []), *(["--only", args.only] if args.only else [])]
     options += [*(["--udp-port", str(args.udp_port)] if args.udp_port else []), "--timeout", str(args.timeout)]
     if ":" in args.target:
-        from clients.check import main as check  # the same checker the client container runs
+        from clients.check.cli import main as check  # the same checker the client container runs
 
         return check([args.protocol, args.target, *options])
     lab = target(args)
     container = lab.backend.find_container(lab.project, args.target)
-    port = args.port or _exposed_port(container.attrs, "udp" if args.protocol == "creosote" else "tcp")
+    transport = "udp" if args.protocol == "creosote" else "tcp"
+    port = (
+        args.port or _exposed_port(container.attrs, transport) or _service_port(args.target, args.protocol, transport)
+    )
     address = f"{args.target}:{port}" if port else args.target
     networks = sorted(container.attrs["NetworkSettings"]["Networks"] or {})
     if not networks:
@@ -271,6 +275,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     sys.stdout.write(ran.out)
     sys.stderr.write(ran.err)
     return ran.code
+
+
+def _service_port(node: str, protocol: str, transport: str) -> int | None:
+    """A built-in service's port when the node is named after it (as in the default lab): forking is on 9002."""
+    spec = registry.SERVICES.get(node)
+    if spec is None or spec.protocol != protocol:
+        return None
+    return next((p.number for p in spec.ports if p.transport == transport), None)
 
 
 def _exposed_port(attrs: dict[str, Any], transport: str) -> int | None:

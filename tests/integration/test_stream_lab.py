@@ -6,12 +6,16 @@ import re
 
 import pytest
 
+from clients.check import Target, run, upper
 from lab.testing import Lab
 from protocols.registry import SERVICES
-from tests import conformance
+from protocols.upper import parse_answer
 
 # threaded's cousins: the line server under the other models (iterative, forking, selectors, asyncio).
 COUSINS = [name for name, spec in SERVICES.items() if spec.protocol == "upper" and name != "threaded"]
+HOST = "127.0.0.1"  # the checks run from the host, through the published ports
+# Every upper check but silent-client: the iterative model serves one client at a time by design.
+UPPER_CHECKS = ["one-line", "each-line", "coalesced", "split-line", "long-line", "bad-utf8"]
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +42,12 @@ def test_daytime_by_hostname_tcp_and_udp(servers: Lab) -> None:
 
 def test_daytime_from_the_host(servers: Lab) -> None:
     node = servers.nodes["daytime"]
-    conformance.check_daytime_tcp("127.0.0.1", node.host_port("13/tcp"))
-    conformance.check_daytime_udp("127.0.0.1", node.host_port("13/udp"), empty=False)
+    target = Target(HOST, node.host_port("13/tcp"), node.host_port("13/udp"))
+    # Not udp.empty-datagram: Docker's port proxy drops empty datagrams (the check says so when it fails).
+    report = run("daytime", target, only=["tcp.*", "udp.any-datagram"], timeout=10.0)
+    assert report.passed, report.text()
+    times = [r for r in report.results if r.name in ("daytime.tcp.time", "daytime.udp.any-datagram")]
+    assert all(r.detail.startswith("RFC 867's suggested format") for r in times), report.text()
 
 
 def test_probes_speak_udp_inside_the_network(servers: Lab) -> None:
@@ -58,8 +66,9 @@ def test_echo_byte_exact_across_the_network(servers: Lab, size: int) -> None:
 
 def test_echo_from_the_host(servers: Lab) -> None:
     node = servers.nodes["echo"]
-    conformance.check_echo_tcp("127.0.0.1", node.host_port("7/tcp"), 8 << 20)
-    conformance.check_echo_udp("127.0.0.1", node.host_port("7/udp"))
+    target = Target(HOST, node.host_port("7/tcp"), node.host_port("7/udp"))
+    report = run("echo", target, only=["tcp.*", "udp.datagrams"], timeout=10.0)
+    assert report.passed, report.text()
 
 
 def test_echo_udp_across_the_network(servers: Lab) -> None:
@@ -79,8 +88,21 @@ def test_threaded_200_concurrent_clients_from_two_hosts(servers: Lab) -> None:
 @pytest.mark.parametrize("service", ["threaded", *COUSINS])
 def test_line_server_conformance_from_the_host(servers: Lab, service: str) -> None:
     port = servers.nodes[service].host_port(conformance_port(service))
-    conformance.check_upper("127.0.0.1", port)
-    conformance.check_upper_bad_input("127.0.0.1", port)
+    only = UPPER_CHECKS if service == "iterative" else [*UPPER_CHECKS, "silent-client"]
+    report = run("upper", Target(HOST, port), only=only, timeout=10.0)
+    assert report.passed, report.text()
+    replies = upper.exchange(Target(HOST, port), [b"a" * 5000 + b"\n", b"\xff\xfe\n", b"still here\n"])
+    assert replies[0].startswith(b"error: line longer than")
+    assert replies[1] == b"error: line is not valid UTF-8"
+    assert parse_answer(replies[2].decode())[1] == "STILL HERE"
+
+
+@pytest.mark.parametrize("service", ["daytime", "echo", "threaded"])
+def test_the_checker_from_a_client_container(servers: Lab, service: str) -> None:
+    """python3 -m clients.check inside the lab network, by hostname and default port (threaded: upper on 9000)."""
+    result = servers.run_client("python3", "-m", "clients.check", service, service, "--timeout", "10")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "all passed" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("service", COUSINS)

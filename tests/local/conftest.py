@@ -1,4 +1,4 @@
-"""Fixtures for servers run as real processes on 127.0.0.1, port 0 (no Docker)."""
+"""Fixtures for servers run as real processes on 127.0.0.1, port 0 (no Docker): ours, and examples/mistakes."""
 
 from __future__ import annotations
 
@@ -51,6 +51,11 @@ class ServerProcess:
     def udp(self) -> int:
         return int(self.fields["udp"])
 
+    @property
+    def port(self) -> int:
+        """The one port of a server that logs ``port=`` (creosote, the examples), not ``tcp=``/``udp=``."""
+        return int(self.fields["port"])
+
     def terminate(self, *, within: float = 1.0) -> float:
         """SIGTERM, and return how long the server took to exit (fails past ``within``)."""
         began = time.monotonic()
@@ -71,8 +76,18 @@ def _parse_ready(line: str) -> dict[str, str]:
 
 def start_server(module: str, *args: str, timeout: float = 10.0) -> ServerProcess:
     """Start a server and block until it logs ``ready`` (its own readiness signal)."""
+    return _start([sys.executable, "-m", module, "--host", "127.0.0.1", "--port", "0", *args], module, timeout)
+
+
+def start_mistake(name: str, *args: str, timeout: float = 10.0) -> ServerProcess:
+    """Start ``examples/mistakes/NAME.py`` (a wrong server on purpose) and block until it prints ``ready port=N``."""
+    script = ROOT / "examples" / "mistakes" / f"{name}.py"
+    return _start([sys.executable, str(script), "--host", "127.0.0.1", "--port", "0", *args], name, timeout)
+
+
+def _start(argv: list[str], name: str, timeout: float) -> ServerProcess:
     process = subprocess.Popen(
-        [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", "0", *args],
+        argv,
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -91,7 +106,7 @@ def start_server(module: str, *args: str, timeout: float = 10.0) -> ServerProces
         if not line:
             break
         seen.append(line)
-        if " ready " in line:
+        if " ready " in line or line.startswith("ready "):
             server = ServerProcess(process, _parse_ready(line), seen)
             # Keep reading: a server whose stdout pipe fills up blocks on its next log line.
             server.reader = threading.Thread(target=server.drain, daemon=True)
@@ -99,7 +114,7 @@ def start_server(module: str, *args: str, timeout: float = 10.0) -> ServerProces
             return server
     process.kill()
     process.wait()
-    raise AssertionError(f"{module} never logged ready:\n{''.join(seen)}")
+    raise AssertionError(f"{name} never logged ready:\n{''.join(seen)}")
 
 
 class StartServer(Protocol):
@@ -119,6 +134,30 @@ def server() -> Iterator[StartServer]:
         return proc
 
     yield start
+    _stop(started)
+
+
+class StartMistake(Protocol):
+    """The ``mistake`` fixture: ``mistake("echo_one_recv")``."""
+
+    def __call__(self, name: str, *args: str) -> ServerProcess: ...
+
+
+@pytest.fixture
+def mistake() -> Iterator[StartMistake]:
+    """Factory: ``mistake("echo_one_recv")`` starts ``examples/mistakes/echo_one_recv.py``; stopped afterwards."""
+    started: list[ServerProcess] = []
+
+    def start(name: str, *args: str) -> ServerProcess:
+        proc = start_mistake(name, *args)
+        started.append(proc)
+        return proc
+
+    yield start
+    _stop(started)
+
+
+def _stop(started: list[ServerProcess]) -> None:
     for proc in started:
         if proc.process.poll() is None:
             proc.process.kill()

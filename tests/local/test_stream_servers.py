@@ -7,24 +7,46 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 
 import pytest
 
+from clients.check import Target, echo, run, run_check, upper
 from clients.common import read_line
 from clients.threaded import run_load
 from protocols.framing import LineBuffer
+from protocols.upper import parse_answer
 from services.common import LISTEN_BACKLOG
 from services.upper import BY_MODEL
-from tests import conformance
 from tests.local.conftest import StartServer
 
 MODELS = list(BY_MODEL)
+LOCAL = "127.0.0.1"
+# Every upper check but silent-client: the iterative model serves one client at a time by design.
+UPPER_CHECKS = ("one-line", "each-line", "coalesced", "split-line", "long-line", "bad-utf8")
+
+
+def check_upper(port: int, *, only: Sequence[str] = UPPER_CHECKS) -> None:
+    """clients.check's line-server checks."""
+    report = run("upper", Target(LOCAL, port), only=only, timeout=10.0)
+    assert report.passed, report.text()
+
+
+def check_upper_bad_input(port: int) -> None:
+    """Over-long and invalid lines get our server's error lines; the session goes on."""
+    replies = upper.exchange(Target(LOCAL, port), [b"a" * 5000 + b"\n", b"\xff\xfe\n", b"still here\n"])
+    assert replies[0].startswith(b"error: line longer than")
+    assert replies[1] == b"error: line is not valid UTF-8"
+    assert parse_answer(replies[2].decode())[1] == "STILL HERE"
 
 
 def test_daytime_tcp_and_udp(server: StartServer) -> None:
     daytime = server("services.daytime")
-    conformance.check_daytime_tcp("127.0.0.1", daytime.tcp)
-    conformance.check_daytime_udp("127.0.0.1", daytime.udp)
+    report = run("daytime", Target(LOCAL, daytime.tcp, daytime.udp), timeout=10.0)
+    assert report.passed, report.text()
+    for result in report.results:  # the time in RFC 867's suggested format, the one ours sends
+        if result.name in ("daytime.tcp.time", "daytime.udp.any-datagram", "daytime.udp.empty-datagram"):
+            assert result.detail.startswith("RFC 867's suggested format"), result.detail
 
 
 def test_daytime_answers_a_client_that_talks_first(server: StartServer) -> None:
@@ -39,13 +61,15 @@ def test_daytime_answers_a_client_that_talks_first(server: StartServer) -> None:
 
 @pytest.mark.parametrize("size", [1, 1000, 1 << 20, 8 << 20])
 def test_echo_tcp_is_byte_exact(server: StartServer, size: int) -> None:
-    echo = server("services.echo")
-    conformance.check_echo_tcp("127.0.0.1", echo.tcp, size)
+    started = server("services.echo")
+    result = run_check(echo.exact(size), Target(LOCAL, started.tcp), timeout=10.0)
+    assert result.passed, result.text()
 
 
 def test_echo_udp(server: StartServer) -> None:
-    echo = server("services.echo")
-    conformance.check_echo_udp("127.0.0.1", echo.udp)
+    started = server("services.echo")
+    report = run("echo", Target(LOCAL, started.tcp, started.udp), only=["udp.datagrams"], timeout=10.0)
+    assert report.passed, report.text()
 
 
 def test_echo_udp_empty_and_largest_datagram(server: StartServer) -> None:
@@ -63,9 +87,9 @@ def test_echo_udp_empty_and_largest_datagram(server: StartServer) -> None:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_upper_conformance(server: StartServer, model: str) -> None:
-    upper = server("services.upper", "--model", model)
-    conformance.check_upper("127.0.0.1", upper.tcp)
-    conformance.check_upper_bad_input("127.0.0.1", upper.tcp)
+    started = server("services.upper", "--model", model)
+    check_upper(started.tcp, only=UPPER_CHECKS if model == "iterative" else (*UPPER_CHECKS, "silent-client"))
+    check_upper_bad_input(started.tcp)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -129,13 +153,13 @@ def test_silent_and_abandoned_clients_do_not_block_others(server: StartServer, m
         if index % 2:
             sock.sendall(b"half a line without its end")
     try:
-        conformance.check_upper("127.0.0.1", upper.tcp)
+        check_upper(upper.tcp, only=["each-line", "coalesced", "split-line", "silent-client"])
     finally:
         for index, sock in enumerate(silent):
             if index % 3 == 0:
                 sock.shutdown(socket.SHUT_WR)  # half-open
             sock.close()
-    conformance.check_upper("127.0.0.1", upper.tcp)
+    check_upper(upper.tcp, only=["each-line", "coalesced", "split-line"])
 
 
 def test_garbage_does_not_hurt_other_clients(server: StartServer) -> None:
@@ -150,7 +174,7 @@ def test_garbage_does_not_hurt_other_clients(server: StartServer) -> None:
 
     sprayer = threading.Thread(target=spray)
     sprayer.start()
-    conformance.check_upper("127.0.0.1", upper.tcp)
+    check_upper(upper.tcp, only=["each-line", "coalesced", "split-line"])
     sprayer.join(10)
     assert done.is_set()
 
