@@ -265,6 +265,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     port = (
         args.port or _exposed_port(container.attrs, transport) or _service_port(args.target, args.protocol, transport)
     )
+    exposed = {key.split("/")[1] for key in container.attrs["Config"].get("ExposedPorts") or {}}
+    if not args.only and args.protocol in ("daytime", "echo") and len(exposed) == 1:
+        options += ["--only", f"{exposed.pop()}.*"]  # a program that serves one transport is checked on that one
     address = f"{args.target}:{port}" if port else args.target
     networks = sorted(container.attrs["NetworkSettings"]["Networks"] or {})
     if not networks:

@@ -65,6 +65,7 @@ nodes:
     networks: [lan]
   - name: client
     service: client
+    command: [sleep, infinity]
     networks: [lan]
 """
 
