@@ -18,6 +18,7 @@ from lab import backends, capture, engine, impair, model
 from lab.backends import Backend, Say
 from lab.backends.base import quiet
 from lab.engine import LabError, Ran
+from lab.impair import Active
 
 
 @dataclass
@@ -156,6 +157,10 @@ class RunningLab:
     def partition(self, a: str, b: str) -> None:
         """Drop all traffic between two nodes, both ways, until ``heal``."""
         impair.partition(self.ref(a), self.ref(b))
+
+    def changes(self) -> list[Active]:
+        """The impairments, partitions and disconnections in force, each saying whether its sidecar still runs."""
+        return impair.active(self.project)
 
     def heal(self) -> int:
         """Undo every partition and disconnection; how many."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import shutil
 import struct
 import tarfile
@@ -40,6 +41,7 @@ from lab.model import NetworkRef, NodeRef
 PCAP_IN_SIDECAR = "/var/tmp/capture.pcap"
 # tcpdump -Z root still calls setgroups/setuid, which need SETGID/SETUID even for root.
 CAPTURE_CAPS = ("NET_RAW", "NET_ADMIN", "SETUID", "SETGID")
+MIN_DURATION = 0.1  # seconds
 GRACE = 30.0  # seconds beyond the duration for tcpdump to start, flush and exit
 
 LINKTYPE_ETHERNET = 1
@@ -221,8 +223,10 @@ def capture(
     """
     if duration is None and count is None:
         raise ValueError("give a duration, a packet count, or both (a capture must end)")
-    if duration is not None and not duration > 0:
-        raise ValueError(f"duration: {duration!r} must be more than 0 seconds")
+    if duration is not None and not duration >= MIN_DURATION:
+        # timeout(1) reads 0 as "no limit": 0.0004 s once became a capture without end.
+        raise ValueError(f"duration: {duration!r} is shorter than {MIN_DURATION} s (give at least {MIN_DURATION})")
+    check_output(output)
     if count is not None and count < 1:
         raise ValueError(f"count: {count!r} must be at least 1")
     if isinstance(target, NetworkRef):
@@ -270,6 +274,16 @@ def capture(
     return output
 
 
+def check_output(output: Path) -> None:
+    """Refuse, before capturing, an output that is a folder or a symbolic link (which would be followed)."""
+    if output.is_symlink():
+        raise CaptureError(f"{output} is a symbolic link", "give a plain file name; it is not followed")
+    if output.is_dir():
+        raise CaptureError(f"{output} is a folder", f"give a file name, like {output / 'capture.pcap'}")
+    if not output.parent.is_dir() and output.parent.exists():
+        raise CaptureError(f"{output.parent} is not a folder", "give a path in a folder")
+
+
 def _wait(sidecar: Container, timeout: float | None) -> int | None:
     """The sidecar's exit code, or None if it still runs after ``timeout`` seconds."""
     try:
@@ -306,7 +320,9 @@ def _copy_out(sidecar: Container, output: Path) -> None:
             source = archive.extractfile(member) if member is not None else None
             if source is None:
                 raise CaptureError("the sidecar's archive holds no pcap file")
-            with output.open("wb") as sink:
+            # O_NOFOLLOW: a link planted at the output path since the check is refused, not followed.
+            descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(descriptor, "wb") as sink:
                 shutil.copyfileobj(source, sink)
 
 

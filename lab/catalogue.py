@@ -53,6 +53,8 @@ def _served(spec: registry.ServiceSpec) -> Service:
 
 _BUILT_IN = {name: _served(spec) for name, spec in registry.SERVICES.items()}
 
+PIDS_HEADROOM = 64
+
 SERVICES: dict[str, Service] = {
     **_BUILT_IN,
     # Its records go to a volume of its own, so they outlive the container.
@@ -61,7 +63,12 @@ SERVICES: dict[str, Service] = {
         command=(*_BUILT_IN["creosote"].command, "--log-file", f"{CREOSOTE_LOG_DIR}/records.jsonl"),
         volumes=(Volume("log", CREOSOTE_LOG_DIR),),
     ),
-    # Thread-per-client and forking servers need room for hundreds of clients.
+    # A thread (or process) per client: the pids limit must hold every client the server admits, plus its own
+    # threads and the health check's `docker exec` (sh, nc). Under it, ~125 held connections made echo and
+    # doctor turn everyone away, and the check failed with "Cannot fork". A test keeps these above the caps.
+    "daytime": replace(_BUILT_IN["daytime"], pids_limit=512 + PIDS_HEADROOM),
+    "echo": replace(_BUILT_IN["echo"], pids_limit=256 + PIDS_HEADROOM),
+    "doctor": replace(_BUILT_IN["doctor"], pids_limit=256 + PIDS_HEADROOM),
     "threaded": replace(_BUILT_IN["threaded"], mem_limit="256m", pids_limit=1200),
     "forking": replace(_BUILT_IN["forking"], mem_limit="512m", pids_limit=1200),
     # Every client and the lab's tools; load generators need memory and many threads.

@@ -53,7 +53,7 @@ def topology_path(value: str | None) -> Path:
     value = value or str(DEFAULT_TOPOLOGY)
     path = Path(value)
     candidates = [path]
-    if LAB_NAME.match(value):
+    if LAB_NAME.fullmatch(value):
         candidates += [Path("topology") / f"{value}.yaml", REPO_ROOT / "topology" / f"{value}.yaml"]
     if not path.is_absolute():
         candidates.append(REPO_ROOT / path)
@@ -75,7 +75,7 @@ def chosen_project(value: str | None) -> str:
         path = topology_path(value)
         if path.is_file():
             return load(path).project
-        if LAB_NAME.match(value):
+        if LAB_NAME.fullmatch(value):
             return model.project_name(value)
         raise UsageError(
             f"no topology file or lab named {value!r}", "give a file like topology/two-lans.yaml or a lab name"
@@ -176,6 +176,13 @@ def cmd_ps(args: argparse.Namespace) -> int:
         return 0
     print(f"lab {lab.name} {lab.backend.where(lab.project)}")
     print(backends.table(rows))
+    changes = lab.changes()
+    if changes:
+        print("\nin force:")
+    for change in changes:
+        # A dead sidecar's iptables rules may stay while its delay line is gone (--queue-bypass): say so.
+        dead = "" if change.alive else "  NOT IN FORCE: its sidecar stopped (lab impair --clear, then impair again)"
+        print(f"  {change.container}  {change.role}  {change.detail}{dead}")
     return 0
 
 
@@ -224,6 +231,8 @@ def cmd_impair(args: argparse.Namespace) -> int:
         spec = model.Impairment.parse(delay=args.delay, jitter=args.jitter, loss=args.loss, rate=args.rate)
     except ValueError as exc:
         raise UsageError(str(exc), "see lab impair --help") from None
+    if spec.empty:  # "--delay 0" used to print "impaired" and change nothing
+        raise UsageError("every value given is 0: nothing to impair", "give a value above 0, or --clear to remove")
     used = lab.impair(args.node, network=args.network, delay=args.delay, jitter=args.jitter, loss=args.loss,
                       rate=args.rate)  # fmt: skip
     print(f"impaired {where}: {spec.describe()} ({used})")

@@ -32,6 +32,8 @@ IMAGE = f"${{{model.IMAGE_VARIABLE}:-{model.DEFAULT_NODE_IMAGE}}}"  # Compose re
 # start_interval to check sooner while starting. The netcat probe keeps that cheap.
 HEALTH = {"interval": "1s", "timeout": "3s", "retries": 3, "start_period": "10s"}
 ROUTES_SUFFIX = "-routes"
+LOG_MAX_SIZE = "10m"  # per file, and LOG_FILES files: at most 30 MB of log a container
+LOG_FILES = "3"
 PROGRAM_USER = "10001:10001"  # an image's own user may be root; a program node runs as the node image's uid
 PROGRAM_MEMORY = "256m"
 PROGRAM_PIDS = 256
@@ -100,6 +102,8 @@ def hardening() -> dict[str, Any]:
         "tmpfs": [f"{TMP_MOUNT}:size={TMP_SIZE_MB}m"],
         "cap_drop": Flow(["ALL"]),
         "security_opt": ["no-new-privileges:true"],
+        # Docker keeps a container's output forever by default: 50k malformed datagrams added 9.5 MB of log.
+        "logging": {"driver": "json-file", "options": {"max-size": LOG_MAX_SIZE, "max-file": LOG_FILES}},
     }
 
 

@@ -29,6 +29,10 @@ LAB_LABEL = "testbed.lab"
 ROLE_LABEL = "testbed.role"
 IMAGE_VARIABLE = "TESTBED_NODE_IMAGE"  # names another node image, for Compose files and the engine alike
 DEFAULT_NODE_IMAGE = "testbed/node:latest"
+# Bounds of an impairment: `--delay 100000s` was accepted, and `--rate 1bit` passed only for tc to refuse it.
+# Ten seconds holds the slowest real path (a satellite hop is 0.6 s); 8 kbit/s is tbf's smallest useful rate.
+MAX_DELAY_MS = 10_000.0
+MIN_RATE_KBIT = 8.0
 
 
 def project_name(lab: str) -> str:
@@ -62,6 +66,11 @@ class Impairment:
             raise ValueError(f"jitter: {self.jitter_ms:g}ms without a delay (add a delay too, like delay 80ms)")
         if self.rate_kbit is not None and not (math.isfinite(self.rate_kbit) and self.rate_kbit > 0):
             raise ValueError(f"rate: {self.rate_kbit!r} is not {units.RATE_FORMS}")
+        for what, value in (("delay", self.delay_ms), ("jitter", self.jitter_ms)):
+            if value > MAX_DELAY_MS:
+                raise ValueError(f"{what}: {value:g}ms is more than {MAX_DELAY_MS / 1000:g}s (write at most 10s)")
+        if self.rate_kbit is not None and self.rate_kbit < MIN_RATE_KBIT:
+            raise ValueError(f"rate: {self.rate_kbit:g}kbit is below {MIN_RATE_KBIT:g}kbit (write at least 8kbit)")
 
     @classmethod
     def parse(

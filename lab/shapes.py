@@ -47,6 +47,8 @@ PORT_SPEC = re.compile(r"^(\d+)(?::(\d+))?(?:/(tcp|udp))?$")
 NODE_LABEL_KEY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$")
 NODE_LABEL_VALUE = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
 MACHINE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")  # a host name, dots allowed
+# A /8 took 16 s and 1.5 GB to give one node an address, and 0.0.0.0/0 ran out of memory: a /16 is plenty.
+MIN_PREFIX = 16
 RESERVED_SUFFIX = "-routes"  # the route sidecar of node X is the Compose service X-routes
 
 
@@ -112,14 +114,18 @@ def _read_impair(reader: Reader, node: Node, where: str) -> model.Impairment | N
         return None
     if not values or len(read) < len(values):
         return None
-    # What Impairment.__post_init__ refuses is refused above, with a line: the parsers give finite values
-    # (Reader.quantity) of 0 or more, loss up to 100 and a rate above 0; jitter comes with a delay.
-    return model.Impairment(
-        delay_ms=read.get("delay", 0.0),
-        jitter_ms=read.get("jitter", 0.0),
-        loss_pct=read.get("loss", 0.0),
-        rate_kbit=read.get("rate"),
-    )
+    try:  # the model's own bounds (at most 10 s of delay, at least 8 kbit/s), reported on the field's line
+        return model.Impairment(
+            delay_ms=read.get("delay", 0.0),
+            jitter_ms=read.get("jitter", 0.0),
+            loss_pct=read.get("loss", 0.0),
+            rate_kbit=read.get("rate"),
+        )
+    except ValueError as exc:
+        field, _, problem = str(exc).partition(": ")
+        what, _, fix = problem.partition(" (")
+        reader.fail(values.get(field, node), f"{where}.{field}", what, fix.rstrip(")") or "see the units in the docs")
+        return None
 
 
 def _read_address(reader: Reader, node: Node, where: str) -> IPv4Address | None:
@@ -399,12 +405,12 @@ def _read_subnet(reader: Reader, node: Node, where: str) -> IPv4Network | None:
             return None
         reader.fail(node, where, f"{text!r} has host bits set", f"write {fixed}")
         return None
-    if not isinstance(subnet, IPv4Network) or subnet.prefixlen > 29:
+    if not isinstance(subnet, IPv4Network) or not MIN_PREFIX <= subnet.prefixlen <= 29:
         reader.fail(
             node,
             where,
-            f"{text!r} is not an IPv4 subnet with room for nodes",
-            "write a /29 or larger IPv4 subnet, like 10.0.1.0/24",
+            f"{text!r} is not an IPv4 subnet from /{MIN_PREFIX} to /29",
+            "write one like 10.0.1.0/24 (a lab's network holds a few nodes, not millions)",
         )
         return None
     return subnet

@@ -37,6 +37,9 @@ from yaml.reader import ReaderError
 from common import units
 from common.errors import TestbedError
 
+# A 5 MB topology took 44 s and 686 MB to read; the largest real one is a few KiB.
+MAX_FILE_BYTES = 1 << 20
+
 __all__ = ["TOP", "Problem", "ReadError", "Reader", "describe", "is_null", "key_line", "line_of", "suggest"]
 
 TOP = "(top)"  # the field of the document itself, and of its top-level keys' parent
@@ -118,8 +121,11 @@ class Reader:
         self.problems.append(Problem(self.file, line, where, what, fix))
 
     def read(self, path: Path, *, fix: str) -> str | None:
-        """The file's text; ``None``, reported at line 1, when it is missing or unreadable (``fix``: what to give)."""
+        """The file's text; ``None``, reported at line 1, when it is missing, unreadable or too large (``fix``)."""
         try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                self.fail(1, "(file)", f"larger than {MAX_FILE_BYTES // 1024} KiB", "a lab file is a few KiB: " + fix)
+                return None
             return path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -194,7 +200,8 @@ class Reader:
             self.fail(node, where, f"expected a single value, found {describe(node)}", hint or "write a plain value")
             return None
         value = str(node.value)
-        if pattern is not None and not pattern.match(value):
+        # fullmatch: with match, "$" also matches before a final newline, and "web\n" would pass as a name.
+        if pattern is not None and not pattern.fullmatch(value):
             self.fail(node, where, f"{value!r} is not allowed here", hint)
             return None
         return value

@@ -214,6 +214,7 @@ class Active:
     role: str
     container: str
     detail: str
+    alive: bool = True  # its sidecar runs (a disconnection's marker never runs: it needs not)
 
 
 def active(project: str) -> list[Active]:
@@ -226,9 +227,10 @@ def active(project: str) -> list[Active]:
             scope = labels.get(links.SCOPE_LABEL, "*")
             where = "" if scope == "*" else f" on {scope}"
             detail = f"{labels.get(links.SPEC_LABEL, '')}{where} ({labels.get(links.BACKEND_LABEL, '')})"
-            found.append(Active(role, labels.get(links.IMPAIR_LABEL, ""), detail))
+            found.append(Active(role, labels.get(links.IMPAIR_LABEL, ""), detail, each.status == "running"))
         elif role == "partition":
-            found.append(Active(role, labels.get(SIDE_LABEL, ""), f"from {labels.get(PEER_LABEL, '')}"))
+            peer = f"from {labels.get(PEER_LABEL, '')}"
+            found.append(Active(role, labels.get(SIDE_LABEL, ""), peer, each.status == "running"))
         elif role == "disconnect":
             found.append(Active(role, labels.get(DISCONNECTED_LABEL, ""), f"from {labels.get(NETWORK_LABEL, '')}"))
     return sorted(found, key=lambda a: (a.container, a.role, a.detail))

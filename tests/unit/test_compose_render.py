@@ -112,3 +112,12 @@ def test_command_override_and_string_commands() -> None:
         source="c.yaml",
     )
     assert compose.render(topology)["services"]["t"]["command"][-2:] == ["--model", "forking"]
+
+
+def test_every_long_running_container_rotates_its_log() -> None:
+    """Docker keeps output forever unless told: each server's log is capped (max-size x max-file)."""
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    for name, service in services.items():
+        if service.get("restart", "no") != "no":
+            options = service["logging"]["options"]
+            assert options["max-size"] == "10m" and options["max-file"] == "3", name

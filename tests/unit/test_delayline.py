@@ -306,3 +306,15 @@ def test_bad_arguments_are_refused(argv: list[str], capsys: pytest.CaptureFixtur
         dl.main(argv)
     assert exc.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_copies_past_the_byte_budget_are_dropped_and_counted() -> None:
+    line = resending()
+    line.max_bytes = 2 * len(IPV4)
+    data = b"".join(dl.packet_message(QUEUE, pid, outdev=32, payload=IPV4) for pid in (1, 2, 3, 4))
+    line.receive(data, now=0.0)
+    assert (line.held_bytes, line.stats.overflow, len(line.schedule)) == (2 * len(IPV4), 2, 2)
+    _verdicts, resent = line.release(now=100.0)
+    assert len(resent) == 2 and line.held_bytes == 0  # released copies give their bytes back
+    line.receive(dl.packet_message(QUEUE, 5, outdev=32, payload=IPV4), now=100.0)
+    assert line.stats.overflow == 2 and len(line.schedule) == 1

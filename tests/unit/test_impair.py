@@ -381,3 +381,17 @@ def test_bridge_interface() -> None:
 def test_capture_refuses_a_capture_that_cannot_end(duration: float | None, count: int | None) -> None:
     with pytest.raises(ValueError):
         capture.capture(NodeRef("p", "n", "c"), Path("x.pcap"), duration=duration, count=count)
+
+
+def test_capture_refuses_a_link_a_folder_and_a_duration_timeout_would_read_as_none(tmp_path: Path) -> None:
+    victim = tmp_path / "precious"
+    victim.write_text("keep me")
+    (tmp_path / "link.pcap").symlink_to(victim)
+    node = NodeRef("p", "n", "c")
+    with pytest.raises(capture.CaptureError, match="is a symbolic link"):
+        capture.capture(node, tmp_path / "link.pcap", duration=1.0, count=None)
+    with pytest.raises(capture.CaptureError, match="is a folder"):
+        capture.capture(node, tmp_path, duration=1.0, count=None)
+    with pytest.raises(ValueError, match=r"shorter than 0\.1 s"):
+        capture.capture(node, tmp_path / "x.pcap", duration=0.0004, count=None)
+    assert victim.read_text() == "keep me"

@@ -8,6 +8,8 @@ one of them says something of a service, a port or a protocol that the registry 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -164,3 +166,16 @@ def test_every_service_is_started_by_a_server_module_that_exists() -> None:
     for spec in SERVICES.values():
         module = spec.command[spec.command.index("-m") + 1]
         assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), spec.name
+
+
+@pytest.mark.parametrize("name", ["daytime", "echo", "doctor", "threaded", "forking"])
+def test_the_pids_limit_holds_every_client_the_server_admits(name: str) -> None:
+    """A thread or process per client: a pids limit under the client cap turns clients away and fails the check."""
+    spec = SERVICES[name]
+    module = spec.command[2]
+    help_text = subprocess.run([sys.executable, "-m", module, *spec.command[3:-2], "--help"], capture_output=True,
+                               text=True, check=True, timeout=30).stdout  # fmt: skip
+    found = re.search(r"--max-clients MAX_CLIENTS\s+.*?\(default: (\d+)\)", help_text, re.S)
+    assert found is not None, help_text
+    cap = int(found.group(1))
+    assert catalogue.SERVICES[name].pids_limit >= cap + 32, (name, cap, catalogue.SERVICES[name].pids_limit)

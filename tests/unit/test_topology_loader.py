@@ -227,7 +227,7 @@ def test_a_rate_in_bytes_is_refused_as_on_the_command_line() -> None:
         ("loss", "0", Impairment()),
         ("loss", "0.5%", Impairment(loss_pct=0.5)),
         ("rate", "10Mbit", Impairment(rate_kbit=10_000)),
-        ("rate", "1kibit", Impairment(rate_kbit=1.024)),
+        ("rate", "8kibit", Impairment(rate_kbit=8.192)),
     ],
 )
 def test_units_as_on_the_command_line(field: str, value: str, expected: Impairment) -> None:
@@ -494,3 +494,28 @@ def test_schema_documents_the_placement_keys() -> None:
     schema = json.loads((ROOT / "topology" / "schema.json").read_text())
     assert set(schema["$defs"]["node"]["properties"]["placement"]["properties"]) == set(shapes.PLACEMENT_KEYS)
     assert schema["$defs"]["node"]["properties"]["placement"]["properties"]["role"]["enum"] == list(shapes.ROLES)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (IMPAIRED.format(field="delay", value="100000s"), "nodes.web.impair.delay: 1e+08ms is more than 10s"),
+        ("name: x\nnetworks: [{name: a, subnet: 10.0.0.0/8}]\nnodes:\n  - name: web\n    service: echo\n"
+         "    networks: [a]\n", "networks.a.subnet: '10.0.0.0/8' is not an IPv4 subnet from /16 to /29"),
+        ("name: x\nnetworks: [{name: a, subnet: 0.0.0.0/0}]\nnodes:\n  - name: web\n    service: echo\n"
+         "    networks: [a]\n", "networks.a.subnet: '0.0.0.0/0' is not an IPv4 subnet"),
+        ('name: x\nnetworks: [lab]\nnodes:\n  - name: "web\\n"\n    service: echo\n    networks: [lab]\n',
+         "nodes[0].name: 'web\\n' is not allowed here"),
+    ],
+)  # fmt: skip
+def test_hostile_files_are_refused_quickly_with_a_line(text: str, expected: str) -> None:
+    with pytest.raises(TopologyError) as caught:
+        load_text(text, source="bad.yaml")
+    assert any(expected in str(p) for p in caught.value.problems), caught.value
+
+
+def test_a_file_too_large_to_be_a_lab_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (2 << 20))
+    with pytest.raises(TopologyError, match=r"big.yaml:1: \(file\): larger than 1024 KiB"):
+        load(big)

@@ -118,3 +118,17 @@ def test_argument_types_refuse_with_one_line() -> None:
     ):
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
             parse(text)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"delay": "100000s"}, "delay: 1e+08ms is more than 10s"),
+        ({"delay": "80ms", "jitter": "11s"}, "jitter: 11000ms is more than 10s"),
+        ({"rate": "1bit"}, "rate: 0.001kbit is below 8kbit"),
+    ],
+)
+def test_impairments_are_bounded(fields: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Impairment.parse(**fields)
+    assert Impairment.parse(delay="10s", rate="8kbit") == Impairment(delay_ms=10_000, rate_kbit=8)
