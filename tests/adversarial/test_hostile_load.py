@@ -1,0 +1,74 @@
+"""The adversarial tier: attacks on the default lab beside a well-behaved client.
+
+Each test judges what that client saw, and the server's health, restarts and memory, not the attack's own
+success. Marked ``adversarial`` (and ``docker``): CI runs them with the rest; ``-m "not adversarial"``
+leaves them out of a quick run.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from common.waiting import wait_until
+from lab.topology_fixture import TopologyLab
+
+pytestmark = [pytest.mark.docker, pytest.mark.adversarial, pytest.mark.timeout(300)]
+
+HELD = 200  # idle connections: before the pids limits were raised, ~125 made echo turn everyone away
+
+
+@pytest.fixture
+def default_lab(topology: Callable[..., TopologyLab]) -> TopologyLab:
+    """The default lab, one for the module (the factory keeps it for the module's tests)."""
+    return topology("topology/default.yaml", scope="module")
+
+
+def held_connections(port: int, count: int) -> Iterator[socket.socket]:
+    for _ in range(count):
+        yield socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def _when(stamp: str) -> datetime:
+    """Docker's RFC 3339 time with nanoseconds, to the microsecond."""
+    head, _, rest = stamp.partition(".")
+    digits = "".join(c for c in rest if c.isdigit())[:6]
+    zone = "+00:00" if stamp.endswith("Z") else rest[-6:]
+    return datetime.fromisoformat(f"{head}.{digits or '0'}{zone}")
+
+
+def check_after(lab: TopologyLab, node: str, after: datetime) -> dict[str, Any] | None:
+    """The first health check Docker ran in the node after ``after``, once there is one."""
+    for entry in lab.node(node).container.attrs["State"]["Health"]["Log"]:
+        if _when(entry["Start"]) > after:
+            found: dict[str, Any] = entry
+            return found
+    return None
+
+
+@pytest.mark.parametrize("node", ["echo", "doctor"])
+def test_idle_connections_up_to_the_cap_leave_room_for_a_new_client_and_the_health_check(
+    default_lab: TopologyLab, node: str
+) -> None:
+    port = default_lab.host_port(node, 7 if node == "echo" else 5001)
+    with ExitStack() as stack:
+        for sock in held_connections(port, HELD):
+            stack.enter_context(sock)
+        greeting = b"" if node == "echo" else None
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as fresh:
+            if greeting is None:
+                assert fresh.recv(200).startswith(b"Good day"), "a new doctor client got no greeting"
+            else:
+                fresh.sendall(b"still served\n")
+                assert fresh.recv(100) == b"still served\n"
+        # The health check is a docker exec in the container: it needs pids of its own ("Cannot fork" before).
+        held_since = datetime.now(UTC)
+        check = wait_until(lambda: check_after(default_lab, node, held_since), timeout=15, what=f"{node}'s next check")
+        assert check["ExitCode"] == 0, check["Output"]
+    attrs = default_lab.node(node).container.attrs
+    assert (attrs["RestartCount"], attrs["State"]["OOMKilled"]) == (0, False)
