@@ -20,7 +20,9 @@ start with ``* ``, errors with ``error: `` and go to their cause alone::
     * here (3): alice, bob, guest3                /who
     * you are now alice                           /nick alice; the others read "* guest1 is now alice"
     * bye, alice                                  /quit; then the server closes
-    * guest1 joined | * alice left (quit|disconnected|connection reset|idle) | * alice dropped (too slow)
+    * alice joined                                when alice speaks, whispers, takes a nick, or after a grace
+    * alice left (quit|disconnected|connection reset|idle) | * alice dropped (too slow)   only if she was announced
+    * 97 joined, 98 left (/who lists who is here) past PRESENCE_BURST arrivals and departures in a window
     * closing: nothing received for 600 s         to an idle member, then close
     * server shutting down                        to everyone, then close
     error: line longer than 4096 bytes            also: invalid UTF-8, unknown command, invalid or taken
@@ -60,7 +62,7 @@ _CONTROLS: dict[int, str | None] = {
 # one, the rest counted and told as one line at the window's end (``tick``). A
 # churn of 700 connections a second to a room of 300 made 700 x 2 x 300 = 420,000
 # lines a second; with this, each member reads at most PRESENCE_BURST + 1 a window.
-PRESENCE_BURST = 3
+PRESENCE_BURST = 5
 
 ConnId = int
 
