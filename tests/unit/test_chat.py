@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.chat import ChatConnection, ChatRoom, Delivery, full_message, valid_nick
+from protocols.chat import PRESENCE_BURST, ChatConnection, ChatRoom, Delivery, clean_text, full_message, valid_nick
 from protocols.errors import LocalProtocolError
 
 
@@ -21,12 +21,19 @@ def say(room: ChatRoom, conn: int, text: str | bytes) -> list[Delivery]:
     return room.receive_line(conn, text.encode() if isinstance(text, str) else text)
 
 
+def present(room: ChatRoom, conn: int) -> list[Delivery]:
+    """Join ``conn`` and announce it, as a member who has been here a while; a fresh presence window after."""
+    out = [*room.join(conn), *room.announce(conn)]
+    room.tick()
+    return out
+
+
 @pytest.fixture
 def room() -> ChatRoom:
-    """A room with guest1 (conn 1), guest2 (conn 2) and guest3 (conn 3)."""
+    """A room with guest1 (conn 1), guest2 (conn 2) and guest3 (conn 3), all announced."""
     room = ChatRoom()
     for conn in (1, 2, 3):
-        room.join(conn)
+        present(room, conn)
     return room
 
 
@@ -58,10 +65,12 @@ def test_join_is_announced_to_the_others_and_lists_them_to_the_newcomer() -> Non
     room.join(1)
     say(room, 1, "/nick zed")
     room.join(2)
-    out = room.join(3)
+    greeted = room.join(3)
+    assert lines_for(greeted, 3)[-1] == "* here: guest2, zed"  # the quiet guest2 is listed: it can read
+    out = room.announce(3)
     assert lines_for(out, 1) == ["* guest3 joined"]
     assert lines_for(out, 2) == ["* guest3 joined"]
-    assert lines_for(out, 3)[-1] == "* here: guest2, zed"
+    assert room.announce(3) == []  # once
 
 
 def test_a_crowd_is_counted_not_listed_in_the_greeting() -> None:
@@ -255,6 +264,8 @@ def test_full_message() -> None:
 def joined(room: ChatRoom, conn: int, *, max_line: int = 4096) -> ChatConnection:
     connection = ChatConnection(room, conn, max_line=max_line)
     connection.start()
+    room.announce(conn)
+    room.tick()
     return connection
 
 
@@ -348,3 +359,91 @@ def test_any_byte_stream_never_breaks_the_room(chunks: list[bytes], eof: bool) -
             assert delivery.data.endswith(b"\n") or (delivery.data == b"" and delivery.close)
     assert (2 in room) and not bob.finished  # whatever alice sent, bob is still there
     assert lines_for(room.receive_line(2, b"still here"), 1) in ([], ["<guest2> still here"])
+
+
+# -- who is announced, and how often -------------------------------------------
+
+
+def test_a_connection_that_never_speaks_is_never_announced(room: ChatRoom) -> None:
+    greeted = room.join(9)  # a health check's bare connect
+    assert [d.conn for d in greeted] == [9]
+    assert room.leave(9, "disconnected") == []
+    assert room.join(10) and say(room, 10, "/who") and say(room, 10, "/help")
+    assert room.leave(10, "quit") == []  # looking around is not showing yourself
+
+
+def test_speaking_announces_first(room: ChatRoom) -> None:
+    room.join(9)
+    out = say(room, 9, "hi")
+    assert lines_for(out, 1) == ["* guest4 joined", "<guest4> hi"]
+    assert lines_for(say(room, 9, "again"), 1) == ["<guest4> again"]
+    assert lines_for(room.leave(9, "disconnected"), 1) == ["* guest4 left (disconnected)"]
+
+
+def test_a_first_nick_is_announced_under_that_nick(room: ChatRoom) -> None:
+    room.join(9)
+    out = say(room, 9, "/nick ann")
+    assert lines_for(out, 9) == ["* you are now ann"]
+    assert lines_for(out, 1) == ["* ann joined"]  # not "* guest4 is now ann": nobody knew guest4
+
+
+def test_a_private_message_announces_its_sender(room: ChatRoom) -> None:
+    room.join(9)
+    out = say(room, 9, "/msg guest1 psst")
+    assert lines_for(out, 1) == ["* guest4 joined", "*guest4* psst"]
+    assert lines_for(out, 2) == ["* guest4 joined"]
+
+
+def test_churn_is_told_in_a_few_lines_then_counted(room: ChatRoom) -> None:
+    out: list[Delivery] = []
+    for conn in range(100, 200):  # 100 arrive, speak once, and leave within one window
+        room.join(conn)
+        out += say(room, conn, "hi") + room.leave(conn, "disconnected")
+    presence = [line for line in lines_for(out, 1) if line.startswith("* ")]
+    assert presence == [
+        "* guest4 joined",
+        "* guest4 left (disconnected)",
+        "* guest5 joined",
+        "* guest5 left (disconnected)",
+        "* guest6 joined",
+    ]  # PRESENCE_BURST of them
+    summary = room.tick()
+    assert lines_for(summary, 1) == lines_for(summary, 3) == ["* 97 joined, 98 left (/who lists who is here)"]
+    assert room.tick() == []  # a quiet window says nothing
+    room.join(7)
+    assert lines_for(room.announce(7), 1) == ["* guest104 joined"]  # and a new window tells one by one again
+
+
+def test_a_member_reads_at_most_burst_plus_one_presence_lines_a_window(room: ChatRoom) -> None:
+    for window in range(5):
+        out: list[Delivery] = []
+        for conn in range(1000 * (window + 1), 1000 * (window + 1) + 50):
+            out += room.join(conn) + room.announce(conn) + room.drop(conn, "too slow")
+        out += room.tick()
+        assert len(lines_for(out, 1)) == PRESENCE_BURST + 1
+
+
+# -- what others see -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("abc\u202egnp.exe", "abcgnp.exe"),  # RIGHT-TO-LEFT OVERRIDE
+        ("\u202a\u202b\u202c\u202dx", "x"),  # embeddings, pop, LEFT-TO-RIGHT OVERRIDE
+        ("\u2066\u2067\u2068y\u2069", "y"),  # isolates
+        ("one\u2028<bob> forged", "one <bob> forged"),  # LINE SEPARATOR: not a new line
+        ("one\u2029two", "one two"),  # PARAGRAPH SEPARATOR
+        ("a\x1b[2Jb\x7f\x85\x9bc", "a[2Jbc"),  # C0, DEL, C1 (NEL, CSI)
+        ("tab\tkept, caf\u00e9, \u05e9\u05dc\u05d5\u05dd", "tab\tkept, caf\u00e9, \u05e9\u05dc\u05d5\u05dd"),
+    ],
+)
+def test_clean_text(text: str, shown: str) -> None:
+    assert clean_text(text) == shown
+
+
+def test_bidi_overrides_and_separators_do_not_reach_the_others(room: ChatRoom) -> None:
+    out = say(room, 1, "see \u202eevil\u2028<guest2> i agree")
+    assert lines_for(out, 2) == ["<guest1> see evil <guest2> i agree"]
+    out = say(room, 1, "/msg guest2 \u2067hidden\u2069")
+    assert lines_for(out, 2) == ["*guest1* hidden"]
