@@ -8,6 +8,8 @@ leaves them out of a quick run.
 from __future__ import annotations
 
 import socket
+import struct
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -72,3 +74,26 @@ def test_idle_connections_up_to_the_cap_leave_room_for_a_new_client_and_the_heal
         assert check["ExitCode"] == 0, check["Output"]
     attrs = default_lab.node(node).container.attrs
     assert (attrs["RestartCount"], attrs["State"]["OOMKilled"]) == (0, False)
+
+
+def test_connect_close_churn_through_the_host_port_leaves_chat_answering(default_lab: TopologyLab) -> None:
+    """Churn through 127.0.0.1 once filled the room with closed connections and killed Docker's port proxy."""
+    port = default_lab.host_port("chat", 5000)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as member:
+        member.recv(4096)  # the greeting
+        deadline = time.monotonic() + 5  # ~700 connects and closes a second, as measured against the lab
+        churned = 0
+        while time.monotonic() < deadline:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as churner:
+                if churned % 3 == 0:  # a third reset at once (SO_LINGER 0), as the attack did
+                    churner.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            churned += 1
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as newcomer:
+            newcomer.settimeout(10)
+            assert newcomer.recv(4096).startswith(b"Welcome"), "a newcomer was not greeted after the churn"
+            newcomer.sendall(b"/who\n")
+            answer = newcomer.recv(4096)
+            assert b"here (" in answer and b"busy" not in answer, answer
+    attrs = default_lab.node("chat").container.attrs
+    assert (attrs["RestartCount"], attrs["State"]["OOMKilled"]) == (0, False)
+    assert churned > 500, churned
