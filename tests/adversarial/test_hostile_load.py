@@ -22,6 +22,10 @@ from lab.topology_fixture import TopologyLab
 
 pytestmark = [pytest.mark.docker, pytest.mark.adversarial, pytest.mark.timeout(300)]
 
+# The attack measured against the lab: ~700 connects and closes a second through the host port. (Far faster,
+# Docker's port proxy runs out of open files on an engine limited to 20,000 and exits: an engine setting.)
+CHURN_RATE = 700
+CHURN_SECONDS = 5
 HELD = 200  # idle connections: before the pids limits were raised, ~125 made echo turn everyone away
 
 
@@ -81,13 +85,14 @@ def test_connect_close_churn_through_the_host_port_leaves_chat_answering(default
     port = default_lab.host_port("chat", 5000)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as member:
         member.recv(4096)  # the greeting
-        deadline = time.monotonic() + 5  # ~700 connects and closes a second, as measured against the lab
+        started = time.monotonic()
         churned = 0
-        while time.monotonic() < deadline:
+        while churned < CHURN_RATE * CHURN_SECONDS:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as churner:
                 if churned % 3 == 0:  # a third reset at once (SO_LINGER 0), as the attack did
                     churner.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             churned += 1
+            time.sleep(max(0.0, started + churned / CHURN_RATE - time.monotonic()))  # pacing the attack
         with socket.create_connection(("127.0.0.1", port), timeout=10) as newcomer:
             newcomer.settimeout(10)
             assert newcomer.recv(4096).startswith(b"Welcome"), "a newcomer was not greeted after the churn"
@@ -96,4 +101,3 @@ def test_connect_close_churn_through_the_host_port_leaves_chat_answering(default
             assert b"here (" in answer and b"busy" not in answer, answer
     attrs = default_lab.node("chat").container.attrs
     assert (attrs["RestartCount"], attrs["State"]["OOMKilled"]) == (0, False)
-    assert churned > 500, churned
