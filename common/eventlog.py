@@ -1,10 +1,17 @@
 """One line per event, ``<UTC time> <server> <event> key=value…``, on stdout.
 
 ``docker compose logs`` then reads like a timeline, and tests wait for ``ready``.
+
+Values come from the network (a datagram's text, a peer's words), and the lines
+reach a terminal through ``docker logs``: a value with a space, ``"``, ``=``, or
+any character a terminal acts on is quoted, and those characters are escaped
+(``\\n``, ``\\x1b``, ``\\u202e``), so no line can move the cursor, retitle the
+window, ring the bell, reorder the text it shows (bidi overrides) or break in two.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -12,12 +19,27 @@ from typing import TextIO
 
 _log_lock = threading.Lock()
 
+# What a terminal acts on rather than shows: C0 controls (ESC starts an escape sequence, BEL rings), DEL,
+# C1 controls (U+009B is a one-character CSI), the bidi marks, embeddings, overrides and isolates that
+# reorder what is shown (Trojan Source, CVE-2021-42574), and the line and paragraph separators.
+_UNSAFE = "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
+_ESCAPE = re.compile(f"[{_UNSAFE}]")
+_NEEDS_QUOTES = re.compile(f'[ "={_UNSAFE}]')
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
 
 def _quote(value: object) -> str:
+    """A value as it appears after ``key=``: bare when safe, else quoted with every unsafe character escaped."""
     text = str(value)
-    if text == "" or any(c in text for c in ' "=\n\r\t'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
-    return text
+    if text and _NEEDS_QUOTES.search(text) is None:
+        return text
+    return '"' + _ESCAPE.sub(_escaped, text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
 def format_event(server: str, event: str, fields: dict[str, object], *, now: float | None = None) -> str:

@@ -211,6 +211,16 @@ def test_no_datagram_stops_the_sink(bucket: Running, client: socket.socket) -> N
     assert bucket.events("internal_error") == []
 
 
+def test_terminal_escapes_reach_stdout_escaped_and_the_file_whole(bucket: Running, client: socket.socket) -> None:
+    hostile = "\x1b]0;owned\x07\x1b[2J\x9b31m\u202eevil\u2028next\x7f"
+    client.sendto(hostile.encode(), bucket.address)
+    [record] = bucket.wait_records(1)
+    [line] = bucket.wait_event("record")
+    assert record.text == hostile  # the record keeps what was sent
+    assert line.isprintable(), repr(line)  # no control, bidi or separator character reaches a terminal
+    assert 'text="\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\u202eevil\\u2028next\\x7f"' in line
+
+
 def test_a_datagram_longer_than_the_buffer_is_recorded_as_truncated(tmp_path: Path, client: socket.socket) -> None:
     with running(bucket_config(tmp_path, max_datagram=1000)) as sink:
         client.sendto(b"t" * 5000, sink.address)
