@@ -30,7 +30,7 @@ from typing import Any, Protocol, TextIO
 
 from common.argtypes import port_number, positive_float, positive_int
 from common.errors import TestbedError
-from common.eventlog import EventLog
+from common.eventlog import EventLog, LineBudget
 from protocols.creosote import (
     DEFAULT_PORT,
     RECEIVE_BUFFER,
@@ -58,6 +58,7 @@ IDLE_FLUSH = 0.01  # ... or as soon as the socket has been quiet this long
 MAX_BATCH = 1000  # lines held before a flush regardless of time
 WRITE_BUFFER = 256 * 1024  # the log file's buffer (see JsonlWriter)
 LOSS_REPORT_INTERVAL = 10.0
+LOSS_REPORT_MIN_INTERVAL = 1.0  # a message given up on is reported this soon, but not once per tick under a flood
 PREVIEW_CHARS = 120  # of a record's text on stdout; the file keeps it whole
 # With a log file, at most this many ``record`` lines a second reach stdout; the rest are counted in
 # one ``records`` line a second. Nobody reads 30,000 lines a second, and formatting them was a third
@@ -141,6 +142,7 @@ class Sink:
                 now = time.monotonic()
                 if now >= next_tick:  # not per datagram: at 30,000/s the timers would cost a tenth
                     self._handler.tick(now)
+                    self._log.tick(now)
                     next_tick = now + TICK_EVERY
                 datagram = self._receive()
                 if datagram is not None:
@@ -159,6 +161,7 @@ class Sink:
         self._closed = True
         self._handler.close()
         self._sock.close()
+        self._log.end_second()
         self._log("stopped", count=self._handler.count, errors=self.errors)
 
     def __enter__(self) -> Sink:
@@ -195,7 +198,7 @@ class Sink:
         """Log a receive error that a later datagram may not have; re-raise any other."""
         if exc.errno not in _TRANSIENT | _OVERLOAD:
             raise exc
-        self._log("receive_error", error=exc.strerror or str(exc))
+        self._log.limited("receive_error", error=exc.strerror or str(exc))
         if exc.errno in _OVERLOAD:
             self._stopping.wait(0.1)  # the kernel is short of memory: give it a moment (trio does the same)
 
@@ -217,11 +220,17 @@ class Sink:
         try:
             self._sock.sendto(pong(self._handler.count), reply_to)
         except OSError as exc:
-            self._log("pong_error", peer=peer_name(reply_to), error=exc.strerror or str(exc))
+            self._log.limited("pong_error", peer=peer_name(reply_to), error=exc.strerror or str(exc))
 
     def _count_error(self, event: str, datagram: Datagram, exc: Exception) -> None:
         self.errors += 1
-        self._log(event, peer=peer_name(datagram.reply_to), size=datagram.size, error=f"{type(exc).__name__}: {exc}")
+        self._log.limited(
+            event,
+            now=datagram.now,
+            peer=peer_name(datagram.reply_to),
+            size=datagram.size,
+            error=f"{type(exc).__name__}: {exc}",
+        )
 
 
 # --------------------------------------------------------------------------- bucket mode
@@ -281,7 +290,7 @@ class JsonlWriter:
             self._file.writelines(lines)
             self._file.flush()
         except OSError as exc:
-            self._log("write_error", path=str(self.path), dropped=len(lines), error=exc.strerror or str(exc))
+            self._log.limited("write_error", path=str(self.path), dropped=len(lines), error=exc.strerror or str(exc))
 
     def close(self) -> None:
         """Flush and close the file."""
@@ -299,13 +308,12 @@ class Bucket:
         self._writer = writer
         self._reassembler = reassembler
         self._report_at = 0.0
-        self._report_now = False  # a message was given up on: report without waiting
+        self._reported_at = -LOSS_REPORT_MIN_INTERVAL
+        self._report_now = False  # a message was given up on: report without waiting the full interval
         self._reported: dict[Address, LossCounts] = {}
         self._stdout_first: float | None = None  # monotonic time of the oldest record line not yet written
         self._stdout_last = 0.0
-        self._lines_second = 0  # the second (monotonic) whose record lines are being counted
-        self._lines_shown = 0  # record lines shown in it
-        self._lines_held = 0  # records in it with no line of their own (in the file)
+        self._record_lines = LineBudget(RECORD_LINES_PER_SECOND)  # only with a file: it keeps every record
 
     def handle(self, datagram: Datagram) -> None:
         """Record a plain datagram, or feed a chunk to the reassembler."""
@@ -319,7 +327,7 @@ class Bucket:
             if isinstance(event, Message):
                 self._emit(make_message_record(event, datagram.received), datagram)
             else:
-                self._log_incomplete(event)
+                self._log_incomplete(event, datagram.now)
 
     def timeout(self, now: float) -> float | None:
         """When the writer or the deferred record lines next need a flush."""
@@ -329,22 +337,21 @@ class Bucket:
 
     def tick(self, now: float) -> None:
         """Flush, expire stale partial messages, report loss when it changed."""
-        if self._lines_held and int(now) != self._lines_second:
-            self._end_line_second(int(now))
+        self._roll_record_lines(now)
         if self._writer:
             self._writer.tick(now)
         if self._stdout_due(now) == 0.0:
             self._flush_stdout()
         for incomplete in self._reassembler.expire(now):
-            self._log_incomplete(incomplete)
-        if self._report_now or now >= self._report_at:
-            self._report_loss()
-            self._report_at = now + LOSS_REPORT_INTERVAL
+            self._log_incomplete(incomplete, now)
+        if now >= self._report_at or (self._report_now and now >= self._reported_at + LOSS_REPORT_MIN_INTERVAL):
+            self._report_loss(now)
+            self._reported_at, self._report_at = now, now + LOSS_REPORT_INTERVAL
 
     def close(self) -> None:
         """Report the last loss counts and flush the file."""
-        self._end_line_second(self._lines_second)
-        self._report_loss()
+        self._roll_record_lines(self._record_lines.second + 1)
+        self._report_loss(None)
         self._flush_stdout()
         if self._writer:
             self._writer.close()
@@ -353,12 +360,9 @@ class Bucket:
         self.count += 1
         if self._writer:
             self._writer.add(record.to_json(), datagram.now)
-            if int(datagram.now) != self._lines_second:
-                self._end_line_second(int(datagram.now))
-            if self._lines_shown >= RECORD_LINES_PER_SECOND:
-                self._lines_held += 1
+            self._roll_record_lines(datagram.now)
+            if not self._record_lines.allow("record", datagram.now):
                 return
-            self._lines_shown += 1
         # Record lines reach stdout in batches, on the JSON Lines file's schedule (see EventLog.defer).
         self._log.defer("record", **summary(record))
         if self._stdout_first is None:
@@ -367,11 +371,12 @@ class Bucket:
         if self._log.deferred >= MAX_BATCH:
             self._flush_stdout()
 
-    def _end_line_second(self, second: int) -> None:
-        """Start counting record lines for ``second``; say how many records the last one held back."""
-        if self._lines_held and self._writer:
-            self._log("records", shown=self._lines_shown, not_shown=self._lines_held, file=str(self._writer.path))
-        self._lines_second, self._lines_shown, self._lines_held = second, 0, 0
+    def _roll_record_lines(self, now: float) -> None:
+        """Once ``now`` is past the second being counted: say how many records it held back from stdout."""
+        summary = self._record_lines.roll(now)
+        if summary is not None and self._writer:
+            shown, held = summary
+            self._log("records", shown=shown["record"], not_shown=held["record"], file=str(self._writer.path))
 
     def _stdout_due(self, now: float) -> float | None:
         """Seconds until the deferred record lines are due (as ``JsonlWriter.timeout``), None if none wait."""
@@ -383,24 +388,25 @@ class Bucket:
         self._stdout_first = None
         self._log.flush()
 
-    def _log_incomplete(self, incomplete: Incomplete) -> None:
+    def _log_incomplete(self, incomplete: Incomplete, now: float) -> None:
         self._report_now = True
-        self._log(
+        self._log.limited(
             "incomplete",
+            now=now,
             source=peer_name(incomplete.source),
             msg=f"{incomplete.msg_id:x}",
             chunks=f"{incomplete.have}/{incomplete.total}",
             reason=incomplete.reason,
         )
 
-    def _report_loss(self) -> None:
-        """One ``loss`` line per source whose anomaly counts changed since the last report."""
+    def _report_loss(self, now: float | None) -> None:
+        """One ``loss`` line per source whose anomaly counts changed since the last report (within the budget)."""
         self._report_now = False
         current = self._reassembler.by_source()
         for source, counts in current.items():
             previous = self._reported.get(source, LossCounts())
             if replace(counts, completed=0) != replace(previous, completed=0):
-                self._log("loss", source=peer_name(source), **asdict(counts))
+                self._log.limited("loss", now=now, source=peer_name(source), **asdict(counts))
         self._reported = current
 
 
@@ -506,11 +512,15 @@ class Relay:
             self._drop(datagram, exc.strerror or str(exc))
             return
         self.count += 1
-        self._log("relay", peer=peer_name(datagram.reply_to), to=peer_name(target), size=datagram.size)
+        self._log.limited(
+            "relay", now=datagram.now, peer=peer_name(datagram.reply_to), to=peer_name(target), size=datagram.size
+        )
 
     def _drop(self, datagram: Datagram, reason: str) -> None:
         self.dropped += 1
-        self._log("relay_dropped", peer=peer_name(datagram.reply_to), size=datagram.size, reason=reason)
+        self._log.limited(
+            "relay_dropped", now=datagram.now, peer=peer_name(datagram.reply_to), size=datagram.size, reason=reason
+        )
 
 
 # --------------------------------------------------------------------------- assembly and CLI

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,8 +29,8 @@ import pytest
 
 from clients.common import ClientError
 from clients.spew import SpewHandler, ping, spew
-from common.eventlog import EventLog
-from protocols.creosote import CHUNK_MAGIC, Reassembler, Record, encode_chunks
+from common.eventlog import EVENT_LINES_PER_SECOND, EventLog
+from protocols.creosote import CHUNK_MAGIC, Chunk, Reassembler, Record, encode_chunks
 from services.creosote import RECORD_LINES_PER_SECOND, Bucket, Datagram, JsonlWriter, Sink, SinkConfig, open_sink
 from tests.local.conftest import StartServer
 
@@ -221,6 +222,36 @@ def test_terminal_escapes_reach_stdout_escaped_and_the_file_whole(bucket: Runnin
     assert 'text="\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\u202eevil\\u2028next\\x7f"' in line
 
 
+def not_shown(running: Running, kind: str) -> int:
+    """How many ``kind`` lines the sink's ``not_shown`` lines say it held back."""
+    return sum(
+        int(field.split("=")[1])
+        for line in running.events("not_shown")
+        for field in line.split()[4:]
+        if field.startswith(f"{kind}=")
+    )
+
+
+def reached(sink: Sink, errors: int) -> bool:
+    return sink.errors >= errors
+
+
+def test_a_flood_of_bad_datagrams_is_counted_in_a_few_lines(bucket: Running, client: socket.socket) -> None:
+    """50,000 malformed 41-byte datagrams once made 9.5 MB of log, a line each; now a few lines a second."""
+    bad = CHUNK_MAGIC + b"zz 0/1\n" + b"x" * 23
+    assert len(bad) == 41
+    began = time.monotonic()
+    for sent in range(500, 5001, 500):
+        for _ in range(500):
+            client.sendto(bad, bucket.address)
+        wait_until(partial(reached, bucket.sink, sent), what=f"{sent} bad datagrams")  # paced: none dropped
+    seconds = time.monotonic() - began
+    shown = len(bucket.events("bad_datagram"))
+    wait_until(lambda: shown + not_shown(bucket, "bad_datagram") == 5000, what="the not_shown lines' count")
+    assert shown <= EVENT_LINES_PER_SECOND * (int(seconds) + 2)  # the seconds it spanned, begun and ended
+    assert len(bucket.stdout.getvalue()) < 20_000
+
+
 def test_a_datagram_longer_than_the_buffer_is_recorded_as_truncated(tmp_path: Path, client: socket.socket) -> None:
     with running(bucket_config(tmp_path, max_datagram=1000)) as sink:
         client.sendto(b"t" * 5000, sink.address)
@@ -367,6 +398,22 @@ def test_record_lines_beyond_the_rate_are_counted_not_shown(tmp_path: Path) -> N
     assert sum(1 for e in events if e[0] == "record") == RECORD_LINES_PER_SECOND + 1
     assert ["records", f"shown={RECORD_LINES_PER_SECOND}", "not_shown=25", f"file={log_file}"] in events
     assert len(log_file.read_text().splitlines()) == burst + 1
+
+
+def test_messages_given_up_on_are_logged_within_the_budget() -> None:
+    """Each new message id pushes the oldest out (max_pending=1): a line each, before the budget, on every datagram."""
+    stdout = io.StringIO()
+    log = EventLog("creosote", stream=stdout)
+    bucket = Bucket(log=log, writer=None, reassembler=Reassembler(max_pending=1))
+    for msg_id in range(1000):
+        datagram = Chunk(msg_id, 0, 2, b"ab").header() + b"ab"
+        bucket.handle(Datagram(datagram, (LOCAL, 9), len(datagram), received=0.0, now=10.5))
+    bucket.tick(10.6)  # the loss report
+    log.tick(11.0)  # the summary of second 10 (the Sink calls this beside bucket.tick)
+    events = [line.split()[2:] for line in stdout.getvalue().splitlines()]
+    assert [e[0] for e in events].count("incomplete") == EVENT_LINES_PER_SECOND
+    assert ["not_shown", f"per_second={EVENT_LINES_PER_SECOND}", f"incomplete={999 - EVENT_LINES_PER_SECOND}"] in events
+    assert len(events) == EVENT_LINES_PER_SECOND + 2  # the incomplete lines, one loss line, the summary
 
 
 def test_without_a_log_file_every_record_has_its_line() -> None:

@@ -1,12 +1,14 @@
-"""Event lines: what a peer sends cannot reach a terminal raw."""
+"""Event lines: what a peer sends cannot reach a terminal raw, and floods of one kind are counted, not printed."""
 
 from __future__ import annotations
+
+import io
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.eventlog import format_event
+from common.eventlog import EventLog, LineBudget, format_event
 
 # Everything a terminal acts on: C0 (ESC, BEL, BS, VT, FF, the separators 0x1c-0x1e), DEL, C1 (0x9b is a
 # one-character CSI), bidi controls (U+202E reverses what follows) and the Unicode line/paragraph separators.
@@ -69,3 +71,72 @@ def test_the_escapes_can_be_read_back() -> None:
     quoted = value_of(format_event("s", "e", {"text": text}, now=0.0))
     assert quoted.startswith('"') and quoted.endswith('"')
     assert quoted[1:-1].encode("ascii", "backslashreplace").decode("unicode_escape") == text
+
+
+# --------------------------------------------------------------------------- rate limits
+
+
+def test_line_budget_counts_each_kind_in_each_second() -> None:
+    budget = LineBudget(2)
+    assert budget.roll(10.0) is None
+    assert [budget.allow("bad", 10.1) for _ in range(5)] == [True, True, False, False, False]
+    assert budget.allow("loss", 10.2)  # another kind has its own budget
+    assert budget.roll(10.9) is None  # the same second
+    assert budget.roll(11.0) == ({"bad": 2}, {"bad": 3})  # only kinds that held lines back
+    assert budget.allow("bad", 11.0)
+    assert budget.roll(12.5) is None  # nothing held in second 11
+
+
+def test_limited_events_beyond_the_budget_are_summarised_once_a_second() -> None:
+    stdout = io.StringIO()
+    log = EventLog("creosote", stream=stdout, per_second=3)
+    for i in range(1000):
+        log.limited("bad_datagram", now=100.5, n=i)
+    log.limited("incomplete", now=100.6, msg="a")
+    log.tick(100.99)  # still second 100: no summary yet
+    log.tick(101.0)
+    log.tick(101.5)  # the summary is written once
+    events = [line.split(" ", 2)[2] for line in stdout.getvalue().splitlines()]
+    assert events == [
+        "bad_datagram n=0",
+        "bad_datagram n=1",
+        "bad_datagram n=2",
+        "incomplete msg=a",
+        "not_shown per_second=3 bad_datagram=997",
+    ]
+
+
+def test_the_summary_comes_before_the_next_seconds_lines() -> None:
+    stdout = io.StringIO()
+    log = EventLog("creosote", stream=stdout, per_second=1)
+    log.limited("relay", now=5.0, n=1)
+    log.limited("relay", now=5.1, n=2)
+    log.limited("relay", now=6.2, n=3)
+    events = [line.split(" ", 2)[2] for line in stdout.getvalue().splitlines()]
+    assert events == ["relay n=1", "not_shown per_second=1 relay=1", "relay n=3"]
+
+
+def test_end_second_writes_the_summary_at_shutdown() -> None:
+    stdout = io.StringIO()
+    log = EventLog("creosote", stream=stdout, per_second=1)
+    log.limited("relay", now=5.0, n=1)
+    log.limited("relay", now=5.1, n=2)
+    log.end_second()
+    log.end_second()  # nothing more to say
+    assert [line.split(" ", 2)[2] for line in stdout.getvalue().splitlines()] == [
+        "relay n=1",
+        "not_shown per_second=1 relay=1",
+    ]
+
+
+def test_a_flood_of_limited_events_stays_small() -> None:
+    """50,000 bad datagrams in 5 s: 9.5 MB of lines before the limit; now a few lines a second."""
+    stdout = io.StringIO()
+    log = EventLog("creosote", stream=stdout)
+    for i in range(50_000):
+        log.limited("bad_datagram", now=1000 + i / 10_000, peer="192.0.2.1:5", size=41, error="malformed chunk header")
+    log.tick(1006.0)
+    assert len(stdout.getvalue().splitlines()) <= 5 * (10 + 1)
+    assert sum(int(line.rsplit("=", 1)[1]) for line in stdout.getvalue().splitlines() if "not_shown" in line) == (
+        50_000 - 5 * 10
+    )
