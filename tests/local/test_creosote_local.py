@@ -28,9 +28,9 @@ from typing import TypeVar
 import pytest
 
 from clients.common import ClientError
-from clients.spew import SpewHandler, ping, spew
+from clients.spew import Spewer, SpewHandler, ping, spew
 from common.eventlog import EVENT_LINES_PER_SECOND, EventLog
-from protocols.creosote import CHUNK_MAGIC, Chunk, Reassembler, Record, encode_chunks
+from protocols.creosote import CHUNK_MAGIC, MAX_PENDING_BYTES, MIB, Chunk, Reassembler, Record, encode_chunks
 from services.creosote import RECORD_LINES_PER_SECOND, Bucket, Datagram, JsonlWriter, Sink, SinkConfig, open_sink
 from tests.local.conftest import StartServer
 
@@ -349,6 +349,85 @@ def test_sigterm_flushes_and_exits_0_within_a_second(server: StartServer, tmp_pa
     creosote.terminate(within=1.0)
     assert " stopped count=1 " in creosote.log_text()
     assert [Record.from_json(line).text for line in log_file.read_text().splitlines()] == ["last words"]
+
+
+def resident_mib(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory (``VmRSS``) or its peak (``VmHWM``), from /proc, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} for process {pid}")
+
+
+def hostile_datagram(n: int, sockets: list[socket.socket]) -> tuple[socket.socket, bytes]:
+    """Datagram ``n`` of the hostile shape: what grew the sink to its OOM kill, in a few seconds.
+
+    A quarter are a new message id each, claiming 65,535 chunks (2-byte payloads), from one socket;
+    the rest are 1400-byte chunks 0..99 of messages of 700 chunks (under the largest message kept, so
+    they are held, and never complete) from five more sockets, a new id every 100 chunks.
+    """
+    if n % 4 == 3:
+        return sockets[5], Chunk(10**9 + n, 0, 65535, b"ab").header() + b"ab"
+    k = n - (n + 1) // 4  # the index among these
+    chunk = Chunk((k // 5) // 100, (k // 5) % 100, 700, b"B" * 1400)
+    return sockets[k % 5], chunk.header() + chunk.payload
+
+
+def test_a_hostile_shape_keeps_memory_bounded_and_good_records_arrive(server: StartServer, tmp_path: Path) -> None:
+    """Six sources, ids by the thousand, huge n, 12,000 datagrams a second for 3 s, beside a sender of 100 records
+    and 10 chunked messages a second. Before the budget charged real cost, this shape grew the sink's RSS by
+    ~13 MiB a second (64 MiB at 3.5 s, on towards a 128 MiB container's limit); now RSS levels off at the
+    budget above where it started (40 MiB from 16.7), and every good record arrives."""
+    log_file = tmp_path / "records.jsonl"
+    creosote = server("services.creosote", "--log-file", str(log_file))
+    pid, target = creosote.process.pid, (LOCAL, creosote.port)
+    wait_until(lambda: answers_ping(target) is not None, what="the first pong")
+    at_ready = resident_mib(pid)
+    # The budget, charged at real cost, plus 8 MiB for what serving takes besides (writer batches, event lines,
+    # the allocator's slack). Runs of this test peaked 23.4-23.9 MiB above the start: within the budget alone.
+    # The code before it peaked at 57.2 MiB (from 16.8) in the same 3 s, and was still growing.
+    bound = at_ready + MAX_PENDING_BYTES / MIB + 8
+    stop = threading.Event()
+    sent: list[bytes] = []
+
+    def good_sender() -> None:
+        with Spewer(*target, max_datagram=1400) as spewer:
+            for i in range(10**6):
+                if stop.wait(0.01):  # pacing the sender: 100 records a second
+                    return
+                line = b"<14>good %d" % i if i % 10 else b"<14>chunked %d " % i + b"c" * 5000
+                spewer.send(line)
+                sent.append(line)
+
+    good = threading.Thread(target=good_sender)
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(6)]
+    peak = at_ready
+    try:
+        good.start()
+        began = time.monotonic()
+        n = 0
+        while (elapsed := time.monotonic() - began) < 3.0:
+            while n < elapsed * 12_000:
+                sock, datagram = hostile_datagram(n, sockets)
+                sock.sendto(datagram, target)
+                n += 1
+            peak = max(peak, resident_mib(pid))
+            time.sleep(0.001)  # pacing the attack
+    finally:
+        stop.set()
+        good.join()
+        for sock in sockets:
+            sock.close()
+    peak = max(peak, resident_mib(pid, "VmHWM"))
+    assert peak <= bound, f"RSS peaked at {peak:.1f} MiB (from {at_ready:.1f}; bound {bound:.1f}) after {n} datagrams"
+
+    def arrived() -> set[bytes] | None:
+        *whole, _partial = log_file.read_text(encoding="utf-8").split("\n") if log_file.exists() else [""]
+        payloads = {Record.from_json(line).payload for line in whole}
+        return payloads if payloads >= set(sent) else None
+
+    wait_until(arrived, what=f"the good sender's {len(sent)} records", timeout=5.0)
+    assert len(sent) > 250 and sum(line.startswith(b"<14>chunked") for line in sent) > 25
 
 
 def run_spew(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
