@@ -5,7 +5,9 @@
 Bucket mode (the default) turns each datagram, or each message reassembled from
 ``spew`` chunks, into a record: one ``record`` event line on stdout and, with
 ``--log-file``, one JSON line in the file, flushed within 100 ms. Redirector
-mode relays every datagram unchanged to ``--redirect``. Both answer the probe
+mode relays every datagram to ``--redirect``, behind a hop line counting the
+redirectors it has passed (``protocols.creosote.add_hop``): past ``MAX_HOPS``
+it is dropped, so redirectors in a loop stop. Both answer the probe
 ``\\x00creosote:ping``. No datagram, whatever its size or bytes, stops the loop:
 it becomes a record or a counted ``bad_datagram`` event.
 
@@ -36,16 +38,19 @@ from protocols.creosote import (
     RECEIVE_BUFFER,
     SEVERITY_NAMES,
     Address,
+    HopLimitExceeded,
     Incomplete,
     LossCounts,
     Message,
     Reassembler,
     Record,
+    add_hop,
     decode_chunk,
     is_ping,
     make_message_record,
     make_record,
     pong,
+    split_hops,
 )
 from protocols.errors import RemoteProtocolError
 from services.common import Stopped, base_parser, bind_udp, peer_name, raise_on_signals, run_main
@@ -133,6 +138,11 @@ class Sink:
         self.errors = 0
         host, port = sock.getsockname()[:2]
         self.address: Address = (str(host), int(port))  # the real port when bound to port 0
+
+    @property
+    def handler(self) -> Handler:
+        """What handles the datagrams: a ``Bucket`` or a ``Relay``."""
+        return self._handler
 
     def serve_forever(self) -> None:
         """Receive and handle datagrams until stopped."""
@@ -316,7 +326,10 @@ class Bucket:
         self._record_lines = LineBudget(RECORD_LINES_PER_SECOND)  # only with a file: it keeps every record
 
     def handle(self, datagram: Datagram) -> None:
-        """Record a plain datagram, or feed a chunk to the reassembler."""
+        """Record a plain datagram, or feed a chunk to the reassembler (a redirector's hop line taken off)."""
+        _hops, data = split_hops(datagram.data)
+        if len(data) < len(datagram.data):
+            datagram = replace(datagram, data=data, size=datagram.size - (len(datagram.data) - len(data)))
         chunk = decode_chunk(datagram.data)
         if chunk is None:
             self._emit(make_record(datagram.data, datagram.source, datagram.received, size=datagram.size), datagram)
@@ -473,11 +486,12 @@ class Resolver:
 
 
 class Relay:
-    """Redirector mode: send every datagram on, unchanged, from the sink's own socket."""
+    """Redirector mode: send every datagram on behind a hop line (``add_hop``), from the sink's own socket."""
 
     def __init__(self, sock: socket.socket, resolver: Resolver, *, log: EventLog) -> None:
         self.count = 0
         self.dropped = 0
+        self.looped = 0  # of the dropped: past the hop limit
         self._sock = sock
         self._resolver = resolver
         self._log = log
@@ -486,14 +500,20 @@ class Relay:
         """Relay one datagram; drop it (with an event) when that cannot work."""
         if datagram.size > len(datagram.data):
             raise RemoteProtocolError("datagram cut short by the receive buffer: not relayed (raise --max-datagram)")
+        try:
+            forwarded = add_hop(datagram.data)  # a malformed hop line raises: a bad datagram
+        except HopLimitExceeded as exc:
+            self.looped += 1
+            self._drop(datagram, str(exc))
+            return
         target = self._resolver.resolve(datagram.now)
         if target is None:
             self._drop(datagram, "target does not resolve")
         elif tuple(target[:2]) == datagram.source:
-            # A relay whose target relays back to it would bounce datagrams forever.
+            # Two relays each other's target: caught at once, where the hop limit would take MAX_HOPS sends.
             self._drop(datagram, "came from the target: relaying it back would loop")
         else:
-            self._send(datagram, target)
+            self._send(datagram, forwarded, target)
 
     def timeout(self, now: float) -> float | None:
         """A relay has no timed work."""
@@ -505,9 +525,9 @@ class Relay:
     def close(self) -> None:
         """Nothing is buffered."""
 
-    def _send(self, datagram: Datagram, target: SockAddr) -> None:
+    def _send(self, datagram: Datagram, forwarded: bytes, target: SockAddr) -> None:
         try:
-            self._sock.sendto(datagram.data, target)
+            self._sock.sendto(forwarded, target)
         except OSError as exc:
             self._drop(datagram, exc.strerror or str(exc))
             return

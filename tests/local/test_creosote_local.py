@@ -30,8 +30,28 @@ import pytest
 from clients.common import ClientError
 from clients.spew import Spewer, SpewHandler, ping, spew
 from common.eventlog import EVENT_LINES_PER_SECOND, EventLog
-from protocols.creosote import CHUNK_MAGIC, MAX_PENDING_BYTES, MIB, Chunk, Reassembler, Record, encode_chunks
-from services.creosote import RECORD_LINES_PER_SECOND, Bucket, Datagram, JsonlWriter, Sink, SinkConfig, open_sink
+from protocols.creosote import (
+    CHUNK_MAGIC,
+    MAX_HOPS,
+    MAX_PENDING_BYTES,
+    MIB,
+    Chunk,
+    Reassembler,
+    Record,
+    encode_chunks,
+)
+from services.common import bind_udp
+from services.creosote import (
+    RECORD_LINES_PER_SECOND,
+    Bucket,
+    Datagram,
+    JsonlWriter,
+    Relay,
+    Resolver,
+    Sink,
+    SinkConfig,
+    open_sink,
+)
 from tests.local.conftest import StartServer
 
 T = TypeVar("T")
@@ -334,6 +354,75 @@ def test_redirector_survives_a_target_that_does_not_resolve(client: socket.socke
         relay.wait_event("relay_dropped")
         assert answers_ping(relay.address) == 0
         assert relay.events("resolve_error")
+
+
+@contextmanager
+def relay_ring(size: int) -> Iterator[list[Running]]:
+    """``size`` redirectors in a ring, each relaying to the next: what a mistyped --redirect makes."""
+    sockets = [bind_udp(LOCAL, 0) for _ in range(size)]
+    ports = [sock.getsockname()[1] for sock in sockets]
+    rings: list[Running] = []
+    threads = []
+    for i, sock in enumerate(sockets):
+        stdout = io.StringIO()
+        log = EventLog("creosote", stream=stdout)
+        resolver = Resolver(LOCAL, ports[(i + 1) % size], family=sock.family, log=log)
+        sink = Sink(sock, Relay(sock, resolver, log=log), log=log, buffer_size=65535)
+        rings.append(Running(sink, stdout, None))
+        threads.append(threading.Thread(target=sink.serve_forever, name=f"relay-{i}", daemon=True))
+    for thread in threads:
+        thread.start()
+    try:
+        yield rings
+    finally:
+        for ring in rings:
+            ring.sink.stop()
+        for ring, thread in zip(rings, threads, strict=True):
+            thread.join(timeout=5)
+            ring.sink.close()
+
+
+def relay_of(running: Running) -> Relay:
+    handler = running.sink.handler
+    assert isinstance(handler, Relay)
+    return handler
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_redirectors_in_a_ring_stop_at_the_hop_limit(size: int, client: socket.socket) -> None:
+    """Three redirectors in a ring once relayed one datagram 590,000 times in 10 s."""
+    with relay_ring(size) as ring:
+        client.sendto(b"round and round", ring[0].address)
+        looped = wait_until(
+            lambda: [r for r in ring if relay_of(r).looped], what="a redirector to drop the datagram at the hop limit"
+        )
+        # The one datagram is gone: nothing else is in flight, so the counts are final.
+        assert sum(relay_of(r).count for r in ring) == MAX_HOPS
+        [dropper] = looped
+        assert relay_of(dropper).dropped == 1
+        [line] = dropper.events("relay_dropped")
+        assert f"passed {MAX_HOPS} redirectors already" in line
+
+
+def test_two_redirectors_that_target_each_other_stop_at_once(client: socket.socket) -> None:
+    with relay_ring(2) as (first, second):
+        client.sendto(b"ping-pong", first.address)
+        wait_until(lambda: relay_of(second).dropped, what="the second redirector to drop it")
+        assert (relay_of(first).count, relay_of(second).count, relay_of(second).looped) == (1, 0, 0)
+        assert "came from the target" in second.wait_event("relay_dropped")[0]
+
+
+def test_a_chain_of_redirectors_delivers_what_was_sent(bucket: Running, client: socket.socket) -> None:
+    target = ("localhost", bucket.address[1])
+    with (
+        running(SinkConfig(host=LOCAL, port=0, redirect=target)) as second,
+        running(SinkConfig(host=LOCAL, port=0, redirect=(LOCAL, second.address[1]))) as first,
+    ):
+        client.sendto(b"\x00creosote-hops 1\nforged hop line", first.address)  # one hop more, then off
+        spew(b"c" * 3000, *first.address, max_datagram=1400)
+        plain, chunked = bucket.wait_records(2)
+    assert plain.text == "forged hop line" and plain.size == len("forged hop line")
+    assert chunked.payload == b"c" * 3000
 
 
 # --------------------------------------------------------------------------- the command lines

@@ -15,17 +15,21 @@ from hypothesis import strategies as st
 
 from protocols.creosote import (
     CHUNK_MAGIC,
+    HOP_MAGIC,
     MAX_CHUNKS,
+    MAX_HOPS,
     MAX_UDP_PAYLOAD,
     PING,
     Address,
     Chunk,
+    HopLimitExceeded,
     Incomplete,
     LossCounts,
     Message,
     Reassembler,
     ReassemblyEvent,
     Record,
+    add_hop,
     decode_chunk,
     encode_chunks,
     encode_pri,
@@ -37,6 +41,7 @@ from protocols.creosote import (
     parse_pong,
     parse_syslog,
     pong,
+    split_hops,
 )
 from protocols.errors import LocalProtocolError, RemoteProtocolError
 from services.creosote import PREVIEW_CHARS, host_and_port, summary
@@ -316,6 +321,61 @@ def test_frame_message_keeps_short_messages_plain() -> None:
         [datagram] = frame_message(lookalike, 7, 1400)
         chunk = decode_chunk(datagram)
         assert chunk is not None and chunk.payload == lookalike
+
+
+# --------------------------------------------------------------------------- redirector hops
+
+
+def test_each_redirector_counts_one_hop_and_the_sink_takes_the_line_off() -> None:
+    datagram = b"<13>hello"
+    for hops in range(1, MAX_HOPS + 1):
+        datagram = add_hop(datagram)
+        assert split_hops(datagram) == (hops, b"<13>hello")
+    assert datagram == HOP_MAGIC + b"%d\n<13>hello" % MAX_HOPS
+
+
+def test_a_datagram_past_the_hop_limit_is_refused() -> None:
+    datagram = b"x"
+    for _ in range(MAX_HOPS):
+        datagram = add_hop(datagram)
+    with pytest.raises(HopLimitExceeded):
+        add_hop(datagram)
+    with pytest.raises(HopLimitExceeded):
+        add_hop(add_hop(b"x"), max_hops=1)
+
+
+def test_a_ring_of_any_size_relays_a_datagram_at_most_max_hops_times() -> None:
+    for size in (2, 3, 4, 7):
+        datagram, sends = b"lost in a loop", 0
+        while True:  # each add_hop is one redirector sending to the next: the size of the ring does not matter
+            try:
+                datagram = add_hop(datagram)
+            except HopLimitExceeded:
+                break
+            sends += 1
+        assert sends == MAX_HOPS, size
+
+
+@pytest.mark.parametrize(
+    "datagram",
+    [HOP_MAGIC + b"0\nx", HOP_MAGIC + b"10\nx", HOP_MAGIC + b"x\n", HOP_MAGIC + b"1", HOP_MAGIC + b"-1\nx"],
+)
+def test_a_malformed_hop_line_is_a_remote_error(datagram: bytes) -> None:
+    with pytest.raises(RemoteProtocolError):
+        split_hops(datagram)
+    with pytest.raises(RemoteProtocolError):
+        add_hop(datagram)
+
+
+@pytest.mark.parametrize("datagram", [b"", b"plain", PING, CHUNK_MAGIC + b"1 0/1\nx", b"\x00creosote-hop 1\nx"])
+def test_other_datagrams_have_no_hops(datagram: bytes) -> None:
+    assert split_hops(datagram) == (0, datagram)
+
+
+def test_a_chunk_through_redirectors_is_still_a_chunk() -> None:
+    [datagram] = encode_chunks(b"abc", 0xBEEF, 1400)
+    hops, carried = split_hops(add_hop(add_hop(datagram)))
+    assert hops == 2 and decode_chunk(carried) == Chunk(0xBEEF, 0, 1, b"abc")
 
 
 # --------------------------------------------------------------------------- reassembly
