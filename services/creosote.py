@@ -61,6 +61,9 @@ MAX_TICK = 0.2  # longest blocking receive: bounds how long stop() and expiry wa
 FLUSH_DELAY = 0.1  # a record reaches the file at most this long after it arrived
 IDLE_FLUSH = 0.01  # ... or as soon as the socket has been quiet this long
 MAX_BATCH = 1000  # lines held before a flush regardless of time
+# ... or this many characters: a 64 KiB datagram of control characters in syslog is a 786 kB line (text
+# and message, six characters for each byte), and 1000 of them would have been 786 MB held.
+MAX_BATCH_CHARS = 2**20
 WRITE_BUFFER = 256 * 1024  # the log file's buffer (see JsonlWriter)
 LOSS_REPORT_INTERVAL = 10.0
 LOSS_REPORT_MIN_INTERVAL = 1.0  # a message given up on is reported this soon, but not once per tick under a flood
@@ -254,7 +257,8 @@ class JsonlWriter:
     """Append lines to a file in batches, each line on disk within ``FLUSH_DELAY``.
 
     A batch is written when the oldest unwritten line is ``FLUSH_DELAY`` old,
-    when no line came for ``IDLE_FLUSH``, or when ``MAX_BATCH`` lines wait. A
+    when no line came for ``IDLE_FLUSH``, or when ``MAX_BATCH`` lines or
+    ``MAX_BATCH_CHARS`` characters wait. A
     write error (disk full) drops the batch with an event line: the sink goes on.
     """
 
@@ -269,6 +273,7 @@ class JsonlWriter:
         self.path = path
         self._log = log
         self._lines: list[str] = []
+        self._chars = 0
         self._first = self._last = 0.0
 
     def add(self, line: str, now: float) -> None:
@@ -277,7 +282,8 @@ class JsonlWriter:
             self._first = now
         self._last = now
         self._lines.append(line + "\n")
-        if len(self._lines) >= MAX_BATCH:
+        self._chars += len(line)
+        if len(self._lines) >= MAX_BATCH or self._chars >= MAX_BATCH_CHARS:
             self.flush()
 
     def timeout(self, now: float) -> float | None:
@@ -293,7 +299,7 @@ class JsonlWriter:
 
     def flush(self) -> None:
         """Write every queued line now."""
-        lines, self._lines = self._lines, []  # taken first, so an interrupted flush never writes twice
+        lines, self._lines, self._chars = self._lines, [], 0  # taken first: an interrupted flush never writes twice
         if not lines:
             return
         try:

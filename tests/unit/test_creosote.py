@@ -702,6 +702,21 @@ def test_jsonl_writer_flush_schedule(tmp_path: Path) -> None:
     writer.close()
 
 
+def test_jsonl_writer_flushes_a_batch_of_long_lines_at_once(tmp_path: Path) -> None:
+    from common.eventlog import EventLog
+    from services.creosote import MAX_BATCH_CHARS, JsonlWriter
+
+    path = tmp_path / "records.jsonl"
+    writer = JsonlWriter(path, log=EventLog("test"))
+    line = "x" * (MAX_BATCH_CHARS // 4)
+    for _ in range(3):
+        writer.add(line, 10.0)
+    assert path.read_text() == ""  # three quarters of the cap: still batched
+    writer.add(line, 10.0)
+    assert path.read_text() == (line + "\n") * 4  # at the cap: written, without waiting for the timer
+    writer.close()
+
+
 @pytest.mark.parametrize(
     "epoch", [0.0, 0.0000005, 0.0000015, 1.5, 1764650000.9999996, 1764650000.0000004, 1793925564.4926274]
 )
