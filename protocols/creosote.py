@@ -561,13 +561,14 @@ def make_message_record(message: Message, received: float) -> Record:
 
 MIB = 2**20
 # The largest message put back together. Recording one costs more than its bytes: text, syslog message
-# and their JSON escapes (six bytes for a control character) peaked at 24.4 times the message
-# (tracemalloc, a 1 MiB "<13>" + control characters message; 4.0 for plain text, 8.3 for binary).
-# 10 MiB of that once peaked the sink at 270 MiB RSS: past a 128 MiB container's limit.
+# and their JSON escapes (six bytes for a control character) peaked at 24.4 times the message in objects
+# (tracemalloc, a 1 MiB "<13>" + control characters message; 4.0 for plain text, 8.3 for binary) and
+# 34 MiB of RSS above the sink's 17 (VmHWM). 10 MiB of that once peaked the sink at 270 MiB RSS: past a
+# 128 MiB container's limit.
 MAX_MESSAGE_BYTES = 1 * MIB
-# What pending messages may hold, charged at what they really cost (see _Pending.cost). With the
-# interpreter (16 MiB idle), the completion above (~27 MiB) and the kernel's receive queue (8 MiB for
-# SO_RCVBUF 4 MiB), about 80 MiB of a 128 MiB container.
+# What pending messages may hold, charged at what they really cost (_Pending.real_cost). With the
+# interpreter (17 MiB at ready), the completion above (34 MiB) and the kernel's receive queue (8 MiB for
+# SO_RCVBUF 4 MiB), 83 MiB of a 128 MiB container at the worst.
 MAX_PENDING_BYTES = 24 * MIB
 MAX_SOURCE_BYTES = 4 * MIB  # per source: one sender cannot take the whole budget from the others
 MAX_PENDING_PER_SOURCE = 64  # message ids waiting at once, per source
