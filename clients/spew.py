@@ -5,8 +5,9 @@
 
 A message that fits one datagram goes as it is, so any syslog receiver reads
 it; a longer one goes as numbered chunks (``protocols.creosote.encode_chunks``)
-that creosote reassembles. ``SpewHandler`` does the same for the ``logging``
-module and never raises into the application.
+that creosote reassembles (up to ``MAX_MESSAGE_BYTES``, 1 MiB: it refuses
+longer ones). ``SpewHandler`` does the same for the ``logging`` module and
+never raises into the application.
 """
 
 from __future__ import annotations

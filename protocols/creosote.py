@@ -11,18 +11,33 @@ stays pure, so the sink, the redirector and the ``spew`` client share it:
   a header line ``\\x00creosote1 <msgid-hex> <i>/<n>\\n`` then the chunk. The
   leading NUL means no text log line can be mistaken for a chunk.
 - ``Reassembler`` puts chunks back together and counts lost, duplicated,
-  reordered and late chunks, with bounded memory.
+  reordered and late chunks. Its memory is charged at what pending messages
+  really hold and capped (per message, per source, in total); no count can
+  grow faster than chunks arrive, whatever totals their headers claim.
 - ``is_ping`` / ``pong``: the health probe, answered by the sink, never recorded.
+- ``add_hop`` / ``split_hops``: what a redirector forwards. It used to relay
+  every datagram unchanged, and three redirectors in a ring passed one
+  datagram round 590,000 times in 10 s (a ring of two was caught, as the
+  datagram came back from the target). Now a redirector puts a hop line
+  ``\\x00creosote-hops <n>\\n`` in front of what it relays, or adds one to the
+  ``n`` already there, and drops the datagram instead once ``n`` would pass
+  ``MAX_HOPS``: a ring of any size relays a datagram at most ``MAX_HOPS``
+  times. The sink takes the line off before recording, so a record holds what
+  the sender sent. A redirector's target is therefore a creosote (a sink or a
+  redirector): another syslog receiver would record the hop line too.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import operator
 import re
+import sys
+from array import array
 from base64 import b64decode, b64encode
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
@@ -433,26 +448,75 @@ def frame_message(message: bytes, msg_id: int, max_datagram: int) -> list[bytes]
     return encode_chunks(message, msg_id, max_datagram)
 
 
+# --------------------------------------------------------------------------- redirector hops
+
+HOP_MAGIC = b"\x00creosote-hops "
+# Redirectors a datagram may pass. topology/relay.yaml chains two; eight leaves room for longer chains
+# and bounds a loop's echo to eight sends of each datagram.
+MAX_HOPS = 8
+_HOP_COUNT = re.compile(rb"([1-9])\n")  # one digit: MAX_HOPS is below 10, and a hop line keeps its length
+
+
+class HopLimitExceeded(RemoteProtocolError):
+    """A datagram has passed ``MAX_HOPS`` redirectors: they are in a loop, or the chain is too long."""
+
+
+def split_hops(datagram: bytes) -> tuple[int, bytes]:
+    """How many redirectors ``datagram`` passed (0 if it has no hop line) and what it carries.
+
+    Raises ``RemoteProtocolError`` for a datagram that starts like a hop line
+    but is not a valid one.
+    """
+    if not datagram.startswith(HOP_MAGIC):
+        return 0, datagram
+    match = _HOP_COUNT.match(datagram, len(HOP_MAGIC))
+    if match is None:
+        raise RemoteProtocolError(f"malformed hop line: {datagram[: len(HOP_MAGIC) + 4]!r}")
+    return int(match.group(1)), datagram[match.end() :]
+
+
+def add_hop(datagram: bytes, *, max_hops: int = MAX_HOPS) -> bytes:
+    """What a redirector sends on: ``datagram`` with a hop line counting one more redirector.
+
+    Raises ``HopLimitExceeded`` when it has passed ``max_hops`` already.
+    """
+    if not 1 <= max_hops <= 9:
+        raise LocalProtocolError(f"max_hops must be 1..9 (one digit on the wire), not {max_hops}")
+    hops, payload = split_hops(datagram)
+    if hops >= max_hops:
+        raise HopLimitExceeded(f"passed {hops} redirectors already (at most {max_hops}): a loop?")
+    return HOP_MAGIC + b"%d\n" % (hops + 1) + payload
+
+
 # --------------------------------------------------------------------------- reassembly
 
 
 @dataclass(frozen=True, slots=True)
 class LossCounts:
-    """Chunk accounting for one source, or for all."""
+    """Chunk accounting for one source, or for all.
+
+    No count can grow faster than chunks arrive, whatever the chunks claim: a
+    header saying ``0/65535`` is one chunk, not 65,534 lost ones (see ``lost``).
+    """
 
     completed: int = 0  # messages reassembled
-    incomplete: int = 0  # messages given up on (expired or evicted)
-    lost: int = 0  # chunks those messages never received
+    incomplete: int = 0  # messages given up on (expired, evicted or too large)
+    # Chunks the given-up messages never received, each message counting at most as many as it did
+    # receive: a lower bound, so that a sender claiming huge totals cannot inflate it (a chunk header
+    # of n=65535 once counted 65,534 lost chunks a datagram: 1.84e9 after 28,000 datagrams).
+    lost: int = 0
     duplicated: int = 0  # chunks received again
     reordered: int = 0  # chunks that arrived after a later chunk of their message
     late: int = 0  # chunks of a message already given up on
+    too_large: int = 0  # messages refused because they would be longer than the largest kept
 
     def __add__(self, other: LossCounts) -> LossCounts:
-        return LossCounts(*(a + b for a, b in zip(_values(self), _values(other), strict=True)))
+        # Twice per given-up message (the totals, the source's): a flood of new message ids evicts one a
+        # datagram, and dataclasses.fields() on each made this half of feed()'s time (cProfile).
+        return LossCounts(*map(operator.add, _loss_values(self), _loss_values(other)))
 
 
-def _values(counts: LossCounts) -> tuple[int, ...]:
-    return tuple(getattr(counts, f.name) for f in fields(counts))
+_loss_values: Callable[[LossCounts], tuple[int, ...]] = operator.attrgetter(*(f.name for f in fields(LossCounts)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,15 +531,18 @@ class Message:
     reordered: int
 
 
+GiveUpReason = Literal["expired", "evicted", "too_large"]
+
+
 @dataclass(frozen=True, slots=True)
 class Incomplete:
-    """A message given up on: ``reason`` is ``expired`` or ``evicted``."""
+    """A message given up on: idle too long, pushed out to stay in budget, or longer than the largest kept."""
 
     source: Address
     msg_id: int
     have: int  # chunks received before giving up
     total: int
-    reason: Literal["expired", "evicted"]
+    reason: GiveUpReason
 
 
 ReassemblyEvent = Message | Incomplete
@@ -492,19 +559,93 @@ def make_message_record(message: Message, received: float) -> Record:
     )
 
 
-_CHUNK_OVERHEAD = 64  # bytes charged per stored chunk, so floods of empty chunks are bounded too
-_LARGEST_CHUNK_COST = MAX_UDP_PAYLOAD + _CHUNK_OVERHEAD
+MIB = 2**20
+# The largest message put back together. Recording one costs more than its bytes: text, syslog message
+# and their JSON escapes (six bytes for a control character) peaked at 24.4 times the message in objects
+# (tracemalloc, a 1 MiB "<13>" + control characters message; 4.0 for plain text, 8.3 for binary) and
+# 34 MiB of RSS above the sink's 17 (VmHWM). 10 MiB of that once peaked the sink at 270 MiB RSS: past a
+# 128 MiB container's limit.
+MAX_MESSAGE_BYTES = 1 * MIB
+# What pending messages may hold, charged at what they really cost (_Pending.real_cost). With the
+# interpreter (17 MiB at ready), the completion above (34 MiB) and the kernel's receive queue (8 MiB for
+# SO_RCVBUF 4 MiB), 83 MiB of a 128 MiB container at the worst.
+MAX_PENDING_BYTES = 24 * MIB
+MAX_SOURCE_BYTES = 4 * MIB  # per source: one sender cannot take the whole budget from the others
+MAX_PENDING_PER_SOURCE = 64  # message ids waiting at once, per source
+# A pending message's memory besides its four buffers (which sys.getsizeof measures as allocated):
+# the _Pending object, its key (a (host, port) tuple, the host string, the id), its entries in two
+# OrderedDicts and, when it is its source's only one, the source's. tracemalloc measured 495 bytes a
+# message for 100,000 ids from one source, 824 for one id from each of 10,000 ports; the rest covers
+# malloc's headers and rounding. Charged this way, RSS grew by 0.68-0.99 of the charge for those
+# shapes and for 6 x 60,000 2-byte chunks; the old charge (payload + 64 bytes a chunk) covered
+# 0.06-0.51 of RSS growth for the same three. tests/unit/test_creosote.py checks it with tracemalloc.
+_MESSAGE_OVERHEAD = 1024
+_INDEX = "H"  # array type of a chunk index: 0..65534
+_OFFSET = "I"  # array type of an offset in a message's bytes: at least 32 bits
+if array(_OFFSET).itemsize < 4:  # pragma: no cover - every platform CPython runs on has a 32-bit int
+    _OFFSET = "L"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Pending:
+    """A message being put back together: its payloads end to end, in the order they came.
+
+    Four flat buffers, whatever the chunk count: a dict of bytes objects cost a 2-byte chunk about
+    110 bytes (object header, dict slot, int key), where these cost it 8, and their real size is
+    ``sys.getsizeof`` of each.
+    """
+
     total: int
+    seen: bytearray  # one bit per chunk index
+    data: bytearray = field(default_factory=bytearray)
+    order: array[int] = field(default_factory=lambda: array(_INDEX))  # chunk index of each payload in data
+    ends: array[int] = field(default_factory=lambda: array(_OFFSET))  # where each payload ends in data
     last_seen: float = 0.0
-    parts: dict[int, bytes] = field(default_factory=dict)
     highest: int = -1
-    cost: int = 0
+    cost: int = 0  # what was charged for it
     duplicated: int = 0
     reordered: int = 0
+
+    @property
+    def have(self) -> int:
+        return len(self.order)
+
+    def has(self, index: int) -> bool:
+        return bool(self.seen[index >> 3] >> (index & 7) & 1)
+
+    def add(self, index: int, payload: bytes) -> None:
+        self.seen[index >> 3] |= 1 << (index & 7)
+        self.data += payload
+        self.order.append(index)
+        self.ends.append(len(self.data))
+
+    def real_cost(self) -> int:
+        """Bytes this message holds, as allocated (bytearray and array over-allocate as they grow)."""
+        return (
+            _MESSAGE_OVERHEAD
+            + sys.getsizeof(self.seen)
+            + sys.getsizeof(self.data)
+            + sys.getsizeof(self.order)
+            + sys.getsizeof(self.ends)
+        )
+
+    def joined(self) -> bytes:
+        """The message, its payloads in index order (all present)."""
+        if not self.reordered:  # every chunk came after the ones before it: data is already in order
+            return bytes(self.data)
+        view = memoryview(self.data)
+        starts = [0, *self.ends[:-1]]
+        spans = sorted(zip(self.order, starts, self.ends, strict=True))
+        return b"".join(view[start:end] for _, start, end in spans)
+
+
+def _one_chunk_cost() -> int:
+    pending = _Pending(total=1, seen=bytearray(1))
+    pending.add(0, bytes(MAX_UDP_PAYLOAD))
+    return pending.real_cost()
+
+
+_LARGEST_ONE_CHUNK = _one_chunk_cost()  # the least a byte cap must hold: one message of one chunk
 
 
 @dataclass(slots=True)
@@ -519,32 +660,38 @@ _Key = tuple[Address, int]
 class Reassembler:
     """Reassemble chunked messages from many sources, with bounded memory.
 
-    ``feed`` takes one chunk and returns what it completed or pushed out;
+    ``feed`` takes one chunk and returns what it completed or gave up on;
     ``expire`` gives up on messages idle for ``timeout`` seconds. Memory is
-    capped per source (``max_pending`` messages, ``max_bytes``) and in total
-    (``max_total_bytes``): the least recently active message goes first and its
-    missing chunks count as lost. Per-source counts are kept for the
-    ``max_sources`` most recent sources; the totals cover everyone. Chunks of a
-    message already finished (the last ``max_closed``) count as duplicated or
-    late instead of starting it over.
+    charged at what pending messages really hold (``pending_bytes``) and capped
+    per source (``max_pending`` messages, ``max_bytes``) and in total
+    (``max_total_bytes``): over a cap, the least recently active message goes
+    first (``evicted``). A message longer than ``max_message`` bytes is refused
+    (``too_large``), at its first chunk when that chunk shows it: every chunk
+    but the last carries as many bytes as the first (``encode_chunks`` cuts
+    them so). Per-source counts are kept for the ``max_sources`` most recent
+    sources; the totals cover everyone. Chunks of a message already finished
+    (the last ``max_closed``) count as duplicated or late instead of starting
+    it over.
     """
 
     def __init__(
         self,
         *,
         timeout: float = 5.0,
-        max_pending: int = 64,
-        max_bytes: int = 16 * 2**20,
-        max_total_bytes: int = 64 * 2**20,
+        max_pending: int = MAX_PENDING_PER_SOURCE,
+        max_message: int = MAX_MESSAGE_BYTES,
+        max_bytes: int = MAX_SOURCE_BYTES,
+        max_total_bytes: int = MAX_PENDING_BYTES,
         max_sources: int = 1024,
         max_closed: int = 4096,
     ) -> None:
-        if min(timeout, max_pending, max_sources, max_closed) <= 0:
+        if min(timeout, max_pending, max_message, max_sources, max_closed) <= 0:
             raise LocalProtocolError("reassembly timeout and limits must be positive")
-        if min(max_bytes, max_total_bytes) < _LARGEST_CHUNK_COST:
-            raise LocalProtocolError(f"byte caps must hold at least one chunk ({_LARGEST_CHUNK_COST} bytes)")
+        if min(max_bytes, max_total_bytes) < _MESSAGE_OVERHEAD + MAX_UDP_PAYLOAD:
+            raise LocalProtocolError(f"byte caps must hold a message of one chunk ({_LARGEST_ONE_CHUNK} bytes)")
         self.timeout = timeout
-        self._max_pending, self._max_bytes, self._max_total_bytes = max_pending, max_bytes, max_total_bytes
+        self._max_pending, self._max_message = max_pending, max_message
+        self._max_bytes, self._max_total_bytes = max_bytes, max_total_bytes
         self._max_sources, self._max_closed = max_sources, max_closed
         self._pending: OrderedDict[_Key, _Pending] = OrderedDict()  # least recently active first
         self._sources: dict[Address, _Source] = {}  # only sources with pending messages
@@ -564,7 +711,7 @@ class Reassembler:
 
     @property
     def pending_bytes(self) -> int:
-        """Memory charged to incomplete messages (payload plus per-chunk overhead)."""
+        """Memory held by incomplete messages, as allocated."""
         return self._total_cost
 
     @property
@@ -583,18 +730,25 @@ class Reassembler:
             self._count(source, LossCounts(duplicated=1) if self._closed[key] else LossCounts(late=1))
             return []
         pending = self._pending.get(key)
-        if pending is not None and pending.total != chunk.total:
+        events: list[ReassemblyEvent] = []
+        if pending is None:
+            if chunk.index < chunk.total - 1 and (chunk.total - 1) * len(chunk.payload) > self._max_message:
+                return [self._refuse(key, chunk.total)]
+            events += self._make_room_for_message(source)
+            pending = self._open(key, chunk.total)
+        elif pending.total != chunk.total:
             raise RemoteProtocolError(f"chunk says {chunk.total} chunks, message {chunk.msg_id:x} has {pending.total}")
-        if pending is not None and chunk.index in pending.parts:
+        elif pending.has(chunk.index):
             pending.duplicated += 1
             self._count(source, LossCounts(duplicated=1))
             return []
-        events = self._make_room(source, _cost(chunk), new_message=pending is None)
-        if key in self._closed:  # its own message was evicted to make room: the chunk went with it
-            return events
-        self._store(key, pending or self._open(key, chunk.total), chunk, now)
-        if len(self._pending[key].parts) == chunk.total:
+        self._store(key, pending, chunk, now)
+        if pending.have == pending.total:
             events.append(self._complete(key))
+        elif len(pending.data) > self._max_message:
+            events.append(self._give_up(key, "too_large"))
+        else:
+            events += self._make_room(source)
         return events
 
     def expire(self, now: float) -> list[Incomplete]:
@@ -608,8 +762,9 @@ class Reassembler:
         return expired
 
     def _open(self, key: _Key, total: int) -> _Pending:
-        pending = self._pending[key] = _Pending(total=total)
+        pending = self._pending[key] = _Pending(total=total, seen=bytearray((total + 7) >> 3))
         self._sources.setdefault(key[0], _Source()).messages[key[1]] = None
+        self._charge(key, pending, pending.real_cost())
         return pending
 
     def _store(self, key: _Key, pending: _Pending, chunk: Chunk, now: float) -> None:
@@ -617,43 +772,57 @@ class Reassembler:
             pending.reordered += 1
             self._count(key[0], LossCounts(reordered=1))
         pending.highest = max(pending.highest, chunk.index)
-        pending.parts[chunk.index] = chunk.payload
+        pending.add(chunk.index, chunk.payload)
         pending.last_seen = now
-        self._charge(key, pending, _cost(chunk))
+        self._charge(key, pending, pending.real_cost() - pending.cost)
         self._pending.move_to_end(key)
         self._sources[key[0]].messages.move_to_end(key[1])
 
     def _complete(self, key: _Key) -> Message:
         pending = self._forget(key, completed=True)
         self._count(key[0], LossCounts(completed=1))
-        data = b"".join(pending.parts[i] for i in range(pending.total))
-        return Message(key[0], key[1], data, pending.total, pending.duplicated, pending.reordered)
+        return Message(key[0], key[1], pending.joined(), pending.total, pending.duplicated, pending.reordered)
 
-    def _make_room(self, source: Address, cost: int, *, new_message: bool) -> list[ReassemblyEvent]:
-        """Give up on least recently active messages until a chunk of ``cost`` fits every cap.
-
-        This ends: the caps hold at least one message of one chunk (checked in
-        ``__init__``), so at worst everything in the way is evicted.
-        """
+    def _make_room_for_message(self, source: Address) -> list[ReassemblyEvent]:
+        """Give up on the source's least recently active messages until one more may wait."""
+        held = self._sources.get(source)
         evicted: list[ReassemblyEvent] = []
-        while (victim := self._victim(source, cost, new_message=new_message)) is not None:
-            evicted.append(self._give_up(victim, "evicted"))
+        while held is not None and len(held.messages) >= self._max_pending:
+            evicted.append(self._give_up((source, next(iter(held.messages))), "evicted"))
+            held = self._sources.get(source)
         return evicted
 
-    def _victim(self, source: Address, cost: int, *, new_message: bool) -> _Key | None:
-        held = self._sources.get(source)
-        if held is not None and (
-            len(held.messages) + new_message > self._max_pending or held.cost + cost > self._max_bytes
-        ):
-            return source, next(iter(held.messages))
-        if self._total_cost + cost > self._max_total_bytes:
-            return next(iter(self._pending))
-        return None
+    def _make_room(self, source: Address) -> list[ReassemblyEvent]:
+        """Give up on least recently active messages, the source's then anyone's, until every cap holds.
 
-    def _give_up(self, key: _Key, reason: Literal["expired", "evicted"]) -> Incomplete:
+        This ends: each round removes a message, and with none left nothing is
+        charged. The message just fed is its source's most recent, so it goes
+        last, and only when it alone is over a cap.
+        """
+        evicted: list[ReassemblyEvent] = []
+        while True:
+            held = self._sources.get(source)
+            if held is not None and held.cost > self._max_bytes:
+                victim = source, next(iter(held.messages))
+            elif self._total_cost > self._max_total_bytes:
+                victim = next(iter(self._pending))
+            else:
+                return evicted
+            evicted.append(self._give_up(victim, "evicted"))
+
+    def _refuse(self, key: _Key, total: int) -> Incomplete:
+        self._close(key, completed=False)
+        self._count(key[0], LossCounts(incomplete=1, too_large=1))
+        return Incomplete(key[0], key[1], 0, total, "too_large")
+
+    def _give_up(self, key: _Key, reason: GiveUpReason) -> Incomplete:
         pending = self._forget(key, completed=False)
-        self._count(key[0], LossCounts(incomplete=1, lost=pending.total - len(pending.parts)))
-        return Incomplete(key[0], key[1], len(pending.parts), pending.total, reason)
+        if reason == "too_large":
+            counts = LossCounts(incomplete=1, too_large=1)  # refused, not lost: the rest will come late
+        else:
+            counts = LossCounts(incomplete=1, lost=min(pending.total - pending.have, pending.have))
+        self._count(key[0], counts)
+        return Incomplete(key[0], key[1], pending.have, pending.total, reason)
 
     def _forget(self, key: _Key, *, completed: bool) -> _Pending:
         pending = self._pending[key]
@@ -663,10 +832,13 @@ class Reassembler:
         del held.messages[key[1]]
         if not held.messages:
             del self._sources[key[0]]
+        self._close(key, completed=completed)
+        return pending
+
+    def _close(self, key: _Key, *, completed: bool) -> None:
         self._closed[key] = completed
         if len(self._closed) > self._max_closed:
             self._closed.popitem(last=False)
-        return pending
 
     def _charge(self, key: _Key, pending: _Pending, cost: int) -> None:
         pending.cost += cost
@@ -679,7 +851,3 @@ class Reassembler:
         self._by_source.move_to_end(source)
         if len(self._by_source) > self._max_sources:
             self._by_source.popitem(last=False)
-
-
-def _cost(chunk: Chunk) -> int:
-    return len(chunk.payload) + _CHUNK_OVERHEAD

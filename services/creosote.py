@@ -5,7 +5,9 @@
 Bucket mode (the default) turns each datagram, or each message reassembled from
 ``spew`` chunks, into a record: one ``record`` event line on stdout and, with
 ``--log-file``, one JSON line in the file, flushed within 100 ms. Redirector
-mode relays every datagram unchanged to ``--redirect``. Both answer the probe
+mode relays every datagram to ``--redirect``, behind a hop line counting the
+redirectors it has passed (``protocols.creosote.add_hop``): past ``MAX_HOPS``
+it is dropped, so redirectors in a loop stop. Both answer the probe
 ``\\x00creosote:ping``. No datagram, whatever its size or bytes, stops the loop:
 it becomes a record or a counted ``bad_datagram`` event.
 
@@ -30,22 +32,25 @@ from typing import Any, Protocol, TextIO
 
 from common.argtypes import port_number, positive_float, positive_int
 from common.errors import TestbedError
-from common.eventlog import EventLog
+from common.eventlog import EventLog, LineBudget
 from protocols.creosote import (
     DEFAULT_PORT,
     RECEIVE_BUFFER,
     SEVERITY_NAMES,
     Address,
+    HopLimitExceeded,
     Incomplete,
     LossCounts,
     Message,
     Reassembler,
     Record,
+    add_hop,
     decode_chunk,
     is_ping,
     make_message_record,
     make_record,
     pong,
+    split_hops,
 )
 from protocols.errors import RemoteProtocolError
 from services.common import Stopped, base_parser, bind_udp, peer_name, raise_on_signals, run_main
@@ -56,8 +61,12 @@ MAX_TICK = 0.2  # longest blocking receive: bounds how long stop() and expiry wa
 FLUSH_DELAY = 0.1  # a record reaches the file at most this long after it arrived
 IDLE_FLUSH = 0.01  # ... or as soon as the socket has been quiet this long
 MAX_BATCH = 1000  # lines held before a flush regardless of time
+# ... or this many characters: a 64 KiB datagram of control characters in syslog is a 786 kB line (text
+# and message, six characters for each byte), and 1000 of them would have been 786 MB held.
+MAX_BATCH_CHARS = 2**20
 WRITE_BUFFER = 256 * 1024  # the log file's buffer (see JsonlWriter)
 LOSS_REPORT_INTERVAL = 10.0
+LOSS_REPORT_MIN_INTERVAL = 1.0  # a message given up on is reported this soon, but not once per tick under a flood
 PREVIEW_CHARS = 120  # of a record's text on stdout; the file keeps it whole
 # With a log file, at most this many ``record`` lines a second reach stdout; the rest are counted in
 # one ``records`` line a second. Nobody reads 30,000 lines a second, and formatting them was a third
@@ -133,6 +142,11 @@ class Sink:
         host, port = sock.getsockname()[:2]
         self.address: Address = (str(host), int(port))  # the real port when bound to port 0
 
+    @property
+    def handler(self) -> Handler:
+        """What handles the datagrams: a ``Bucket`` or a ``Relay``."""
+        return self._handler
+
     def serve_forever(self) -> None:
         """Receive and handle datagrams until stopped."""
         next_tick = 0.0
@@ -141,6 +155,7 @@ class Sink:
                 now = time.monotonic()
                 if now >= next_tick:  # not per datagram: at 30,000/s the timers would cost a tenth
                     self._handler.tick(now)
+                    self._log.tick(now)
                     next_tick = now + TICK_EVERY
                 datagram = self._receive()
                 if datagram is not None:
@@ -159,6 +174,7 @@ class Sink:
         self._closed = True
         self._handler.close()
         self._sock.close()
+        self._log.end_second()
         self._log("stopped", count=self._handler.count, errors=self.errors)
 
     def __enter__(self) -> Sink:
@@ -195,7 +211,7 @@ class Sink:
         """Log a receive error that a later datagram may not have; re-raise any other."""
         if exc.errno not in _TRANSIENT | _OVERLOAD:
             raise exc
-        self._log("receive_error", error=exc.strerror or str(exc))
+        self._log.limited("receive_error", error=exc.strerror or str(exc))
         if exc.errno in _OVERLOAD:
             self._stopping.wait(0.1)  # the kernel is short of memory: give it a moment (trio does the same)
 
@@ -217,11 +233,17 @@ class Sink:
         try:
             self._sock.sendto(pong(self._handler.count), reply_to)
         except OSError as exc:
-            self._log("pong_error", peer=peer_name(reply_to), error=exc.strerror or str(exc))
+            self._log.limited("pong_error", peer=peer_name(reply_to), error=exc.strerror or str(exc))
 
     def _count_error(self, event: str, datagram: Datagram, exc: Exception) -> None:
         self.errors += 1
-        self._log(event, peer=peer_name(datagram.reply_to), size=datagram.size, error=f"{type(exc).__name__}: {exc}")
+        self._log.limited(
+            event,
+            now=datagram.now,
+            peer=peer_name(datagram.reply_to),
+            size=datagram.size,
+            error=f"{type(exc).__name__}: {exc}",
+        )
 
 
 # --------------------------------------------------------------------------- bucket mode
@@ -235,7 +257,8 @@ class JsonlWriter:
     """Append lines to a file in batches, each line on disk within ``FLUSH_DELAY``.
 
     A batch is written when the oldest unwritten line is ``FLUSH_DELAY`` old,
-    when no line came for ``IDLE_FLUSH``, or when ``MAX_BATCH`` lines wait. A
+    when no line came for ``IDLE_FLUSH``, or when ``MAX_BATCH`` lines or
+    ``MAX_BATCH_CHARS`` characters wait. A
     write error (disk full) drops the batch with an event line: the sink goes on.
     """
 
@@ -250,6 +273,7 @@ class JsonlWriter:
         self.path = path
         self._log = log
         self._lines: list[str] = []
+        self._chars = 0
         self._first = self._last = 0.0
 
     def add(self, line: str, now: float) -> None:
@@ -258,7 +282,8 @@ class JsonlWriter:
             self._first = now
         self._last = now
         self._lines.append(line + "\n")
-        if len(self._lines) >= MAX_BATCH:
+        self._chars += len(line)
+        if len(self._lines) >= MAX_BATCH or self._chars >= MAX_BATCH_CHARS:
             self.flush()
 
     def timeout(self, now: float) -> float | None:
@@ -274,14 +299,14 @@ class JsonlWriter:
 
     def flush(self) -> None:
         """Write every queued line now."""
-        lines, self._lines = self._lines, []  # taken first, so an interrupted flush never writes twice
+        lines, self._lines, self._chars = self._lines, [], 0  # taken first: an interrupted flush never writes twice
         if not lines:
             return
         try:
             self._file.writelines(lines)
             self._file.flush()
         except OSError as exc:
-            self._log("write_error", path=str(self.path), dropped=len(lines), error=exc.strerror or str(exc))
+            self._log.limited("write_error", path=str(self.path), dropped=len(lines), error=exc.strerror or str(exc))
 
     def close(self) -> None:
         """Flush and close the file."""
@@ -299,16 +324,18 @@ class Bucket:
         self._writer = writer
         self._reassembler = reassembler
         self._report_at = 0.0
-        self._report_now = False  # a message was given up on: report without waiting
+        self._reported_at = -LOSS_REPORT_MIN_INTERVAL
+        self._report_now = False  # a message was given up on: report without waiting the full interval
         self._reported: dict[Address, LossCounts] = {}
         self._stdout_first: float | None = None  # monotonic time of the oldest record line not yet written
         self._stdout_last = 0.0
-        self._lines_second = 0  # the second (monotonic) whose record lines are being counted
-        self._lines_shown = 0  # record lines shown in it
-        self._lines_held = 0  # records in it with no line of their own (in the file)
+        self._record_lines = LineBudget(RECORD_LINES_PER_SECOND)  # only with a file: it keeps every record
 
     def handle(self, datagram: Datagram) -> None:
-        """Record a plain datagram, or feed a chunk to the reassembler."""
+        """Record a plain datagram, or feed a chunk to the reassembler (a redirector's hop line taken off)."""
+        _hops, data = split_hops(datagram.data)
+        if len(data) < len(datagram.data):
+            datagram = replace(datagram, data=data, size=datagram.size - (len(datagram.data) - len(data)))
         chunk = decode_chunk(datagram.data)
         if chunk is None:
             self._emit(make_record(datagram.data, datagram.source, datagram.received, size=datagram.size), datagram)
@@ -319,7 +346,7 @@ class Bucket:
             if isinstance(event, Message):
                 self._emit(make_message_record(event, datagram.received), datagram)
             else:
-                self._log_incomplete(event)
+                self._log_incomplete(event, datagram.now)
 
     def timeout(self, now: float) -> float | None:
         """When the writer or the deferred record lines next need a flush."""
@@ -329,22 +356,21 @@ class Bucket:
 
     def tick(self, now: float) -> None:
         """Flush, expire stale partial messages, report loss when it changed."""
-        if self._lines_held and int(now) != self._lines_second:
-            self._end_line_second(int(now))
+        self._roll_record_lines(now)
         if self._writer:
             self._writer.tick(now)
         if self._stdout_due(now) == 0.0:
             self._flush_stdout()
         for incomplete in self._reassembler.expire(now):
-            self._log_incomplete(incomplete)
-        if self._report_now or now >= self._report_at:
-            self._report_loss()
-            self._report_at = now + LOSS_REPORT_INTERVAL
+            self._log_incomplete(incomplete, now)
+        if now >= self._report_at or (self._report_now and now >= self._reported_at + LOSS_REPORT_MIN_INTERVAL):
+            self._report_loss(now)
+            self._reported_at, self._report_at = now, now + LOSS_REPORT_INTERVAL
 
     def close(self) -> None:
         """Report the last loss counts and flush the file."""
-        self._end_line_second(self._lines_second)
-        self._report_loss()
+        self._roll_record_lines(self._record_lines.second + 1)
+        self._report_loss(None)
         self._flush_stdout()
         if self._writer:
             self._writer.close()
@@ -353,12 +379,9 @@ class Bucket:
         self.count += 1
         if self._writer:
             self._writer.add(record.to_json(), datagram.now)
-            if int(datagram.now) != self._lines_second:
-                self._end_line_second(int(datagram.now))
-            if self._lines_shown >= RECORD_LINES_PER_SECOND:
-                self._lines_held += 1
+            self._roll_record_lines(datagram.now)
+            if not self._record_lines.allow("record", datagram.now):
                 return
-            self._lines_shown += 1
         # Record lines reach stdout in batches, on the JSON Lines file's schedule (see EventLog.defer).
         self._log.defer("record", **summary(record))
         if self._stdout_first is None:
@@ -367,11 +390,12 @@ class Bucket:
         if self._log.deferred >= MAX_BATCH:
             self._flush_stdout()
 
-    def _end_line_second(self, second: int) -> None:
-        """Start counting record lines for ``second``; say how many records the last one held back."""
-        if self._lines_held and self._writer:
-            self._log("records", shown=self._lines_shown, not_shown=self._lines_held, file=str(self._writer.path))
-        self._lines_second, self._lines_shown, self._lines_held = second, 0, 0
+    def _roll_record_lines(self, now: float) -> None:
+        """Once ``now`` is past the second being counted: say how many records it held back from stdout."""
+        summary = self._record_lines.roll(now)
+        if summary is not None and self._writer:
+            shown, held = summary
+            self._log("records", shown=shown["record"], not_shown=held["record"], file=str(self._writer.path))
 
     def _stdout_due(self, now: float) -> float | None:
         """Seconds until the deferred record lines are due (as ``JsonlWriter.timeout``), None if none wait."""
@@ -383,24 +407,25 @@ class Bucket:
         self._stdout_first = None
         self._log.flush()
 
-    def _log_incomplete(self, incomplete: Incomplete) -> None:
+    def _log_incomplete(self, incomplete: Incomplete, now: float) -> None:
         self._report_now = True
-        self._log(
+        self._log.limited(
             "incomplete",
+            now=now,
             source=peer_name(incomplete.source),
             msg=f"{incomplete.msg_id:x}",
             chunks=f"{incomplete.have}/{incomplete.total}",
             reason=incomplete.reason,
         )
 
-    def _report_loss(self) -> None:
-        """One ``loss`` line per source whose anomaly counts changed since the last report."""
+    def _report_loss(self, now: float | None) -> None:
+        """One ``loss`` line per source whose anomaly counts changed since the last report (within the budget)."""
         self._report_now = False
         current = self._reassembler.by_source()
         for source, counts in current.items():
             previous = self._reported.get(source, LossCounts())
             if replace(counts, completed=0) != replace(previous, completed=0):
-                self._log("loss", source=peer_name(source), **asdict(counts))
+                self._log.limited("loss", now=now, source=peer_name(source), **asdict(counts))
         self._reported = current
 
 
@@ -467,11 +492,12 @@ class Resolver:
 
 
 class Relay:
-    """Redirector mode: send every datagram on, unchanged, from the sink's own socket."""
+    """Redirector mode: send every datagram on behind a hop line (``add_hop``), from the sink's own socket."""
 
     def __init__(self, sock: socket.socket, resolver: Resolver, *, log: EventLog) -> None:
         self.count = 0
         self.dropped = 0
+        self.looped = 0  # of the dropped: past the hop limit
         self._sock = sock
         self._resolver = resolver
         self._log = log
@@ -480,14 +506,20 @@ class Relay:
         """Relay one datagram; drop it (with an event) when that cannot work."""
         if datagram.size > len(datagram.data):
             raise RemoteProtocolError("datagram cut short by the receive buffer: not relayed (raise --max-datagram)")
+        try:
+            forwarded = add_hop(datagram.data)  # a malformed hop line raises: a bad datagram
+        except HopLimitExceeded as exc:
+            self.looped += 1
+            self._drop(datagram, str(exc))
+            return
         target = self._resolver.resolve(datagram.now)
         if target is None:
             self._drop(datagram, "target does not resolve")
         elif tuple(target[:2]) == datagram.source:
-            # A relay whose target relays back to it would bounce datagrams forever.
+            # Two relays each other's target: caught at once, where the hop limit would take MAX_HOPS sends.
             self._drop(datagram, "came from the target: relaying it back would loop")
         else:
-            self._send(datagram, target)
+            self._send(datagram, forwarded, target)
 
     def timeout(self, now: float) -> float | None:
         """A relay has no timed work."""
@@ -499,18 +531,22 @@ class Relay:
     def close(self) -> None:
         """Nothing is buffered."""
 
-    def _send(self, datagram: Datagram, target: SockAddr) -> None:
+    def _send(self, datagram: Datagram, forwarded: bytes, target: SockAddr) -> None:
         try:
-            self._sock.sendto(datagram.data, target)
+            self._sock.sendto(forwarded, target)
         except OSError as exc:
             self._drop(datagram, exc.strerror or str(exc))
             return
         self.count += 1
-        self._log("relay", peer=peer_name(datagram.reply_to), to=peer_name(target), size=datagram.size)
+        self._log.limited(
+            "relay", now=datagram.now, peer=peer_name(datagram.reply_to), to=peer_name(target), size=datagram.size
+        )
 
     def _drop(self, datagram: Datagram, reason: str) -> None:
         self.dropped += 1
-        self._log("relay_dropped", peer=peer_name(datagram.reply_to), size=datagram.size, reason=reason)
+        self._log.limited(
+            "relay_dropped", now=datagram.now, peer=peer_name(datagram.reply_to), size=datagram.size, reason=reason
+        )
 
 
 # --------------------------------------------------------------------------- assembly and CLI

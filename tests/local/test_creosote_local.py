@@ -12,6 +12,7 @@ import logging.handlers
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -21,16 +22,38 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 from clients.common import ClientError
-from clients.spew import SpewHandler, ping, spew
-from common.eventlog import EventLog
-from protocols.creosote import CHUNK_MAGIC, Reassembler, Record, encode_chunks
-from services.creosote import RECORD_LINES_PER_SECOND, Bucket, Datagram, JsonlWriter, Sink, SinkConfig, open_sink
+from clients.spew import Spewer, SpewHandler, ping, spew
+from common.eventlog import EVENT_LINES_PER_SECOND, EventLog
+from protocols.creosote import (
+    CHUNK_MAGIC,
+    MAX_HOPS,
+    MAX_MESSAGE_BYTES,
+    MAX_PENDING_BYTES,
+    MIB,
+    Chunk,
+    Reassembler,
+    Record,
+    encode_chunks,
+)
+from services.common import bind_udp
+from services.creosote import (
+    RECORD_LINES_PER_SECOND,
+    Bucket,
+    Datagram,
+    JsonlWriter,
+    Relay,
+    Resolver,
+    Sink,
+    SinkConfig,
+    open_sink,
+)
 from tests.local.conftest import StartServer
 
 T = TypeVar("T")
@@ -211,6 +234,46 @@ def test_no_datagram_stops_the_sink(bucket: Running, client: socket.socket) -> N
     assert bucket.events("internal_error") == []
 
 
+def test_terminal_escapes_reach_stdout_escaped_and_the_file_whole(bucket: Running, client: socket.socket) -> None:
+    hostile = "\x1b]0;owned\x07\x1b[2J\x9b31m\u202eevil\u2028next\x7f"
+    client.sendto(hostile.encode(), bucket.address)
+    [record] = bucket.wait_records(1)
+    [line] = bucket.wait_event("record")
+    assert record.text == hostile  # the record keeps what was sent
+    assert line.isprintable(), repr(line)  # no control, bidi or separator character reaches a terminal
+    assert 'text="\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\u202eevil\\u2028next\\x7f"' in line
+
+
+def not_shown(running: Running, kind: str) -> int:
+    """How many ``kind`` lines the sink's ``not_shown`` lines say it held back."""
+    return sum(
+        int(field.split("=")[1])
+        for line in running.events("not_shown")
+        for field in line.split()[4:]
+        if field.startswith(f"{kind}=")
+    )
+
+
+def reached(sink: Sink, errors: int) -> bool:
+    return sink.errors >= errors
+
+
+def test_a_flood_of_bad_datagrams_is_counted_in_a_few_lines(bucket: Running, client: socket.socket) -> None:
+    """50,000 malformed 41-byte datagrams once made 9.5 MB of log, a line each; now a few lines a second."""
+    bad = CHUNK_MAGIC + b"zz 0/1\n" + b"x" * 23
+    assert len(bad) == 41
+    began = time.monotonic()
+    for sent in range(500, 5001, 500):
+        for _ in range(500):
+            client.sendto(bad, bucket.address)
+        wait_until(partial(reached, bucket.sink, sent), what=f"{sent} bad datagrams")  # paced: none dropped
+    seconds = time.monotonic() - began
+    shown = len(bucket.events("bad_datagram"))
+    wait_until(lambda: shown + not_shown(bucket, "bad_datagram") == 5000, what="the not_shown lines' count")
+    assert shown <= EVENT_LINES_PER_SECOND * (int(seconds) + 2)  # the seconds it spanned, begun and ended
+    assert len(bucket.stdout.getvalue()) < 20_000
+
+
 def test_a_datagram_longer_than_the_buffer_is_recorded_as_truncated(tmp_path: Path, client: socket.socket) -> None:
     with running(bucket_config(tmp_path, max_datagram=1000)) as sink:
         client.sendto(b"t" * 5000, sink.address)
@@ -295,6 +358,75 @@ def test_redirector_survives_a_target_that_does_not_resolve(client: socket.socke
         assert relay.events("resolve_error")
 
 
+@contextmanager
+def relay_ring(size: int) -> Iterator[list[Running]]:
+    """``size`` redirectors in a ring, each relaying to the next: what a mistyped --redirect makes."""
+    sockets = [bind_udp(LOCAL, 0) for _ in range(size)]
+    ports = [sock.getsockname()[1] for sock in sockets]
+    rings: list[Running] = []
+    threads = []
+    for i, sock in enumerate(sockets):
+        stdout = io.StringIO()
+        log = EventLog("creosote", stream=stdout)
+        resolver = Resolver(LOCAL, ports[(i + 1) % size], family=sock.family, log=log)
+        sink = Sink(sock, Relay(sock, resolver, log=log), log=log, buffer_size=65535)
+        rings.append(Running(sink, stdout, None))
+        threads.append(threading.Thread(target=sink.serve_forever, name=f"relay-{i}", daemon=True))
+    for thread in threads:
+        thread.start()
+    try:
+        yield rings
+    finally:
+        for ring in rings:
+            ring.sink.stop()
+        for ring, thread in zip(rings, threads, strict=True):
+            thread.join(timeout=5)
+            ring.sink.close()
+
+
+def relay_of(running: Running) -> Relay:
+    handler = running.sink.handler
+    assert isinstance(handler, Relay)
+    return handler
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_redirectors_in_a_ring_stop_at_the_hop_limit(size: int, client: socket.socket) -> None:
+    """Three redirectors in a ring once relayed one datagram 590,000 times in 10 s."""
+    with relay_ring(size) as ring:
+        client.sendto(b"round and round", ring[0].address)
+        looped = wait_until(
+            lambda: [r for r in ring if relay_of(r).looped], what="a redirector to drop the datagram at the hop limit"
+        )
+        # The one datagram is gone: nothing else is in flight, so the counts are final.
+        assert sum(relay_of(r).count for r in ring) == MAX_HOPS
+        [dropper] = looped
+        assert relay_of(dropper).dropped == 1
+        [line] = dropper.events("relay_dropped")
+        assert f"passed {MAX_HOPS} redirectors already" in line
+
+
+def test_two_redirectors_that_target_each_other_stop_at_once(client: socket.socket) -> None:
+    with relay_ring(2) as (first, second):
+        client.sendto(b"ping-pong", first.address)
+        wait_until(lambda: relay_of(second).dropped, what="the second redirector to drop it")
+        assert (relay_of(first).count, relay_of(second).count, relay_of(second).looped) == (1, 0, 0)
+        assert "came from the target" in second.wait_event("relay_dropped")[0]
+
+
+def test_a_chain_of_redirectors_delivers_what_was_sent(bucket: Running, client: socket.socket) -> None:
+    target = ("localhost", bucket.address[1])
+    with (
+        running(SinkConfig(host=LOCAL, port=0, redirect=target)) as second,
+        running(SinkConfig(host=LOCAL, port=0, redirect=(LOCAL, second.address[1]))) as first,
+    ):
+        client.sendto(b"\x00creosote-hops 1\nforged hop line", first.address)  # one hop more, then off
+        spew(b"c" * 3000, *first.address, max_datagram=1400)
+        plain, chunked = bucket.wait_records(2)
+    assert plain.text == "forged hop line" and plain.size == len("forged hop line")
+    assert chunked.payload == b"c" * 3000
+
+
 # --------------------------------------------------------------------------- the command lines
 
 
@@ -308,6 +440,152 @@ def test_sigterm_flushes_and_exits_0_within_a_second(server: StartServer, tmp_pa
     creosote.terminate(within=1.0)
     assert " stopped count=1 " in creosote.log_text()
     assert [Record.from_json(line).text for line in log_file.read_text().splitlines()] == ["last words"]
+
+
+def resident_mib(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory (``VmRSS``) or its peak (``VmHWM``), from /proc, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} for process {pid}")
+
+
+def hostile_datagram(n: int, sockets: list[socket.socket]) -> tuple[socket.socket, bytes]:
+    """Datagram ``n`` of the hostile shape: what grew the sink to its OOM kill, in a few seconds.
+
+    A quarter are a new message id each, claiming 65,535 chunks (2-byte payloads), from one socket;
+    the rest are 1400-byte chunks 0..99 of messages of 700 chunks (under the largest message kept, so
+    they are held, and never complete) from five more sockets, a new id every 100 chunks.
+    """
+    if n % 4 == 3:
+        return sockets[5], Chunk(10**9 + n, 0, 65535, b"ab").header() + b"ab"
+    k = n - (n + 1) // 4  # the index among these
+    chunk = Chunk((k // 5) // 100, (k // 5) % 100, 700, b"B" * 1400)
+    return sockets[k % 5], chunk.header() + chunk.payload
+
+
+def test_a_hostile_shape_keeps_memory_bounded_and_good_records_arrive(server: StartServer, tmp_path: Path) -> None:
+    """Six sources, ids by the thousand, huge n, 12,000 datagrams a second for 3 s, beside a sender of 100 records
+    and 10 chunked messages a second. Before the budget charged real cost, this shape grew the sink's RSS by
+    ~13 MiB a second (64 MiB at 3.5 s, on towards a 128 MiB container's limit); now RSS levels off at the
+    budget above where it started (40 MiB from 16.7), and every good record arrives."""
+    log_file = tmp_path / "records.jsonl"
+    creosote = server("services.creosote", "--log-file", str(log_file))
+    pid, target = creosote.process.pid, (LOCAL, creosote.port)
+    wait_until(lambda: answers_ping(target) is not None, what="the first pong")
+    at_ready = resident_mib(pid)
+    # The budget, charged at real cost, plus 8 MiB for what serving takes besides (writer batches, event lines,
+    # the allocator's slack). Runs of this test peaked 23.4-23.9 MiB above the start: within the budget alone.
+    # The code before it peaked at 57.2 MiB (from 16.8) in the same 3 s, and was still growing.
+    bound = at_ready + MAX_PENDING_BYTES / MIB + 8
+    stop = threading.Event()
+    sent: list[bytes] = []
+
+    def good_sender() -> None:
+        with Spewer(*target, max_datagram=1400) as spewer:
+            for i in range(10**6):
+                if stop.wait(0.01):  # pacing the sender: 100 records a second
+                    return
+                line = b"<14>good %d" % i if i % 10 else b"<14>chunked %d " % i + b"c" * 5000
+                spewer.send(line)
+                sent.append(line)
+
+    good = threading.Thread(target=good_sender)
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(6)]
+    peak = at_ready
+    try:
+        good.start()
+        began = time.monotonic()
+        n = 0
+        while (elapsed := time.monotonic() - began) < 3.0:
+            while n < elapsed * 12_000:
+                sock, datagram = hostile_datagram(n, sockets)
+                sock.sendto(datagram, target)
+                n += 1
+            peak = max(peak, resident_mib(pid))
+            time.sleep(0.001)  # pacing the attack
+    finally:
+        stop.set()
+        good.join()
+        for sock in sockets:
+            sock.close()
+    peak = max(peak, resident_mib(pid, "VmHWM"))
+    assert peak <= bound, f"RSS peaked at {peak:.1f} MiB (from {at_ready:.1f}; bound {bound:.1f}) after {n} datagrams"
+
+    def arrived() -> set[bytes] | None:
+        *whole, _partial = log_file.read_text(encoding="utf-8").split("\n") if log_file.exists() else [""]
+        payloads = {Record.from_json(line).payload for line in whole}
+        return payloads if payloads >= set(sent) else None
+
+    wait_until(arrived, what=f"the good sender's {len(sent)} records", timeout=5.0)
+    assert len(sent) > 250 and sum(line.startswith(b"<14>chunked") for line in sent) > 25
+
+
+def records_in(log_file: Path) -> list[Record]:
+    """Every whole line of a JSON Lines file (a line being written may be cut short)."""
+    if not log_file.exists():
+        return []
+    *whole, _partial = log_file.read_text(encoding="utf-8").split("\n")
+    return [Record.from_json(line) for line in whole]
+
+
+def test_sigkill_keeps_every_record_already_flushed(server: StartServer, tmp_path: Path) -> None:
+    log_file = tmp_path / "records.jsonl"
+    creosote = server("services.creosote", "--log-file", str(log_file))
+    target = (LOCAL, creosote.port)
+    sent = [b"<14>before the kill %d" % i for i in range(300)] + [b"<14>long " + b"k" * 5000]
+    with Spewer(*target, max_datagram=1400) as spewer:
+        for i, message in enumerate(sent):
+            spewer.send(message)
+            if i % 50 == 49:
+                wait_until(partial(answers_at_least, target, i + 1), what=f"{i + 1} records")  # none dropped
+    flushed = wait_until(
+        lambda: records_in(log_file) if len(records_in(log_file)) == len(sent) else None,
+        what="every record in the file",
+        timeout=1.0,
+    )
+    before = log_file.read_bytes()
+    creosote.process.kill()
+    assert creosote.process.wait(timeout=5) == -signal.SIGKILL
+    assert log_file.read_bytes() == before and before.endswith(b"\n")  # whole lines, nothing lost or torn
+    assert [record.payload for record in flushed] == sent
+
+
+def answers_at_least(target: tuple[str, int], count: int) -> bool:
+    found = answers_ping(target)
+    return found is not None and found >= count
+
+
+def control_characters(size: int) -> bytes:
+    """Syslog whose every byte is a control character: the most a record's JSON grows (24.4 times, tracemalloc)."""
+    return b"<13>" + bytes(random.Random(size).choices(range(1, 32), k=size - 4))
+
+
+def test_a_10_mib_message_is_refused_and_the_largest_kept_stays_bounded(server: StartServer, tmp_path: Path) -> None:
+    """A 10 MiB message of control characters, reassembled and recorded, peaked the sink at 270 MiB RSS; now it is
+    refused at its first chunk, and the largest message kept (1 MiB) peaks it within the bound below."""
+    log_file = tmp_path / "records.jsonl"
+    creosote = server("services.creosote", "--log-file", str(log_file))
+    pid, target = creosote.process.pid, (LOCAL, creosote.port)
+    wait_until(lambda: answers_ping(target) is not None, what="the first pong")
+    at_ready = resident_mib(pid)
+    huge, largest = control_characters(10 * MIB), control_characters(MAX_MESSAGE_BYTES)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for i, datagram in enumerate([*encode_chunks(huge, 1, 8000), *encode_chunks(largest, 2, 8000)]):
+            sock.sendto(datagram, target)
+            if i % 50 == 49:
+                time.sleep(0.002)  # pacing the sender: 200 MB/s, which the receive queue takes without loss
+    wait_until(lambda: [r for r in records_in(log_file) if r.payload == largest], what="the 1 MiB record")
+    peak = resident_mib(pid, "VmHWM")
+    # Recording the 1 MiB message peaked 34-35 MiB above the start (VmHWM, this test and in-process; of which
+    # tracemalloc sees 24.4 MiB of objects at once: its JSON line is 10.7 MB, built from chunks as long), and
+    # 6 MiB besides. The 10 MiB message, recorded, peaked the sink at 270 MiB.
+    bound = at_ready + 34 * MAX_MESSAGE_BYTES / MIB + 6
+    assert peak <= bound, f"RSS peaked at {peak:.1f} MiB (from {at_ready:.1f}; bound {bound:.1f})"
+    [record] = records_in(log_file)
+    assert record.chunks == 132
+    refusals = wait_until(lambda: "".join(creosote.output).split(" incomplete ")[1:], what="the refusal")
+    assert "reason=too_large" in refusals[0]
 
 
 def run_spew(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -357,6 +635,22 @@ def test_record_lines_beyond_the_rate_are_counted_not_shown(tmp_path: Path) -> N
     assert sum(1 for e in events if e[0] == "record") == RECORD_LINES_PER_SECOND + 1
     assert ["records", f"shown={RECORD_LINES_PER_SECOND}", "not_shown=25", f"file={log_file}"] in events
     assert len(log_file.read_text().splitlines()) == burst + 1
+
+
+def test_messages_given_up_on_are_logged_within_the_budget() -> None:
+    """Each new message id pushes the oldest out (max_pending=1): a line each, before the budget, on every datagram."""
+    stdout = io.StringIO()
+    log = EventLog("creosote", stream=stdout)
+    bucket = Bucket(log=log, writer=None, reassembler=Reassembler(max_pending=1))
+    for msg_id in range(1000):
+        datagram = Chunk(msg_id, 0, 2, b"ab").header() + b"ab"
+        bucket.handle(Datagram(datagram, (LOCAL, 9), len(datagram), received=0.0, now=10.5))
+    bucket.tick(10.6)  # the loss report
+    log.tick(11.0)  # the summary of second 10 (the Sink calls this beside bucket.tick)
+    events = [line.split()[2:] for line in stdout.getvalue().splitlines()]
+    assert [e[0] for e in events].count("incomplete") == EVENT_LINES_PER_SECOND
+    assert ["not_shown", f"per_second={EVENT_LINES_PER_SECOND}", f"incomplete={999 - EVENT_LINES_PER_SECOND}"] in events
+    assert len(events) == EVENT_LINES_PER_SECOND + 2  # the incomplete lines, one loss line, the summary
 
 
 def test_without_a_log_file_every_record_has_its_line() -> None:

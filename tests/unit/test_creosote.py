@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import random
+import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,15 +15,21 @@ from hypothesis import strategies as st
 
 from protocols.creosote import (
     CHUNK_MAGIC,
+    HOP_MAGIC,
     MAX_CHUNKS,
+    MAX_HOPS,
     MAX_UDP_PAYLOAD,
     PING,
+    Address,
     Chunk,
+    HopLimitExceeded,
     Incomplete,
+    LossCounts,
     Message,
     Reassembler,
     ReassemblyEvent,
     Record,
+    add_hop,
     decode_chunk,
     encode_chunks,
     encode_pri,
@@ -33,6 +41,7 @@ from protocols.creosote import (
     parse_pong,
     parse_syslog,
     pong,
+    split_hops,
 )
 from protocols.errors import LocalProtocolError, RemoteProtocolError
 from services.creosote import PREVIEW_CHARS, host_and_port, summary
@@ -314,6 +323,61 @@ def test_frame_message_keeps_short_messages_plain() -> None:
         assert chunk is not None and chunk.payload == lookalike
 
 
+# --------------------------------------------------------------------------- redirector hops
+
+
+def test_each_redirector_counts_one_hop_and_the_sink_takes_the_line_off() -> None:
+    datagram = b"<13>hello"
+    for hops in range(1, MAX_HOPS + 1):
+        datagram = add_hop(datagram)
+        assert split_hops(datagram) == (hops, b"<13>hello")
+    assert datagram == HOP_MAGIC + b"%d\n<13>hello" % MAX_HOPS
+
+
+def test_a_datagram_past_the_hop_limit_is_refused() -> None:
+    datagram = b"x"
+    for _ in range(MAX_HOPS):
+        datagram = add_hop(datagram)
+    with pytest.raises(HopLimitExceeded):
+        add_hop(datagram)
+    with pytest.raises(HopLimitExceeded):
+        add_hop(add_hop(b"x"), max_hops=1)
+
+
+def test_a_ring_of_any_size_relays_a_datagram_at_most_max_hops_times() -> None:
+    for size in (2, 3, 4, 7):
+        datagram, sends = b"lost in a loop", 0
+        while True:  # each add_hop is one redirector sending to the next: the size of the ring does not matter
+            try:
+                datagram = add_hop(datagram)
+            except HopLimitExceeded:
+                break
+            sends += 1
+        assert sends == MAX_HOPS, size
+
+
+@pytest.mark.parametrize(
+    "datagram",
+    [HOP_MAGIC + b"0\nx", HOP_MAGIC + b"10\nx", HOP_MAGIC + b"x\n", HOP_MAGIC + b"1", HOP_MAGIC + b"-1\nx"],
+)
+def test_a_malformed_hop_line_is_a_remote_error(datagram: bytes) -> None:
+    with pytest.raises(RemoteProtocolError):
+        split_hops(datagram)
+    with pytest.raises(RemoteProtocolError):
+        add_hop(datagram)
+
+
+@pytest.mark.parametrize("datagram", [b"", b"plain", PING, CHUNK_MAGIC + b"1 0/1\nx", b"\x00creosote-hop 1\nx"])
+def test_other_datagrams_have_no_hops(datagram: bytes) -> None:
+    assert split_hops(datagram) == (0, datagram)
+
+
+def test_a_chunk_through_redirectors_is_still_a_chunk() -> None:
+    [datagram] = encode_chunks(b"abc", 0xBEEF, 1400)
+    hops, carried = split_hops(add_hop(add_hop(datagram)))
+    assert hops == 2 and decode_chunk(carried) == Chunk(0xBEEF, 0, 1, b"abc")
+
+
 # --------------------------------------------------------------------------- reassembly
 
 
@@ -366,7 +430,7 @@ def test_expiry_counts_lost_chunks_then_late_ones() -> None:
     assert reassembler.expire(104.9) == []
     [incomplete] = reassembler.expire(105.0)
     assert incomplete == Incomplete(SOURCE, 1, 1, len(rest) + 1, "expired")
-    assert (reassembler.totals.lost, reassembler.totals.incomplete) == (len(rest), 1)
+    assert (reassembler.totals.lost, reassembler.totals.incomplete) == (1, 1)  # at most as many as it received
     assert feed_all(reassembler, rest) == []
     assert reassembler.totals.late == len(rest)
     assert reassembler.pending_bytes == 0
@@ -401,23 +465,38 @@ def test_too_many_pending_messages_evicts_the_oldest() -> None:
     assert isinstance(evicted, Incomplete)
     assert (evicted.msg_id, evicted.reason) == (1, "evicted")
     assert reassembler.pending_messages == 2
-    assert reassembler.totals.lost == evicted.total - 1
+    assert reassembler.totals.lost == 1  # of evicted.total - 1 missing: at most as many as it received
+
+
+def test_lost_chunks_are_the_missing_ones_when_most_came() -> None:
+    reassembler = Reassembler(timeout=1.0)
+    parts = chunks_of(MESSAGE)
+    feed_all(reassembler, parts[:3] + parts[5:])  # two missing in the middle
+    [incomplete] = reassembler.expire(10.0)
+    assert (incomplete.have, incomplete.total) == (len(parts) - 2, len(parts))
+    assert reassembler.totals.lost == 2
+
+
+def cost_of(chunk: Chunk) -> int:
+    """What a message holding only ``chunk`` is charged."""
+    reassembler = Reassembler()
+    reassembler.feed(chunk, SOURCE, now=0.0)
+    return reassembler.pending_bytes
 
 
 def test_byte_cap_per_source_evicts_and_bounds_memory() -> None:
-    cap = 3 * 40_100 + 1000  # room for three 40 kB chunks and their bookkeeping, not four
+    openers = [decode_all(encode_chunks(b"z" * 80_000, msg_id, 40_100))[0] for msg_id in range(1, 6)]
+    cap = 3 * cost_of(openers[0]) + cost_of(openers[0]) // 2  # room for three such messages, not four
     reassembler = Reassembler(max_bytes=cap)
-    big = b"z" * 40_000
-    openers = [decode_all(encode_chunks(big * 2, msg_id, 40_100))[0] for msg_id in range(1, 6)]
     events = feed_all(reassembler, openers)
     assert [event.msg_id for event in events if isinstance(event, Incomplete)] == [1, 2]
     assert reassembler.pending_bytes <= cap
 
 
 def test_total_byte_cap_evicts_across_sources() -> None:
-    cap = 2 * 60_100 + 1000  # room for two 60 kB chunks, not three
-    reassembler = Reassembler(max_total_bytes=cap)
     opener = decode_all(encode_chunks(b"q" * 120_000, 9, 60_100))[0]
+    cap = 2 * cost_of(opener) + cost_of(opener) // 2  # room for two, not three
+    reassembler = Reassembler(max_total_bytes=cap)
     for port in range(3):
         reassembler.feed(opener, ("192.0.2.1", port), now=float(port))
     assert reassembler.pending_bytes <= cap
@@ -426,12 +505,131 @@ def test_total_byte_cap_evicts_across_sources() -> None:
 
 
 def test_a_message_larger_than_the_cap_is_given_up_not_grown() -> None:
-    cap = 2 * 60_100 + 1000
+    parts = decode_all(encode_chunks(b"w" * 300_000, 4, 60_100))
+    cap = 2 * cost_of(parts[0]) + cost_of(parts[0]) // 2
     reassembler = Reassembler(max_bytes=cap)
-    events = feed_all(reassembler, decode_all(encode_chunks(b"w" * 300_000, 4, 60_100)))
+    events = feed_all(reassembler, parts)
     assert not any(isinstance(event, Message) for event in events)
     assert reassembler.totals.incomplete == 1
     assert reassembler.pending_bytes <= cap
+
+
+def test_a_message_longer_than_max_message_is_refused_at_its_first_chunk() -> None:
+    reassembler = Reassembler(max_message=10_000)
+    first, *rest = chunks_of(b"x" * 20_000, size=1400)
+    assert reassembler.feed(first, SOURCE, now=0.0) == [Incomplete(SOURCE, 1, 0, len(rest) + 1, "too_large")]
+    assert reassembler.pending_bytes == 0
+    assert feed_all(reassembler, rest) == []  # the rest are late, not a new message
+    assert reassembler.totals == LossCounts(incomplete=1, too_large=1, late=len(rest))
+
+
+def test_a_message_that_grows_past_max_message_is_refused_when_it_does() -> None:
+    reassembler = Reassembler(max_message=10_000)
+    parts = chunks_of(b"x" * 20_000, size=1400)
+    events = feed_all(reassembler, parts[::-1])  # the last chunk first: it says nothing of the size
+    [refused] = events
+    assert isinstance(refused, Incomplete) and refused.reason == "too_large"
+    assert 10_000 < refused.have * 1400 < 10_000 + 1400
+    assert reassembler.totals.lost == 0 and reassembler.pending_bytes == 0
+
+
+def opener_of_many_ids(count: int) -> list[tuple[Chunk, Address]]:
+    return [(Chunk(msg_id, 0, 2, b"ab"), SOURCE) for msg_id in range(count)]
+
+
+def one_id_from_many_ports(count: int) -> list[tuple[Chunk, Address]]:
+    return [(Chunk(7, 0, 2, b"ab"), ("192.0.2.1", 1024 + port)) for port in range(count)]
+
+
+def tiny_chunks_of_huge_messages(per_source: int) -> list[tuple[Chunk, Address]]:
+    return [(Chunk(1, k, MAX_CHUNKS, b"ab"), ("192.0.2.1", 1024 + s)) for s in range(6) for k in range(per_source)]
+
+
+def many_ids_claiming_huge_totals(count: int) -> list[tuple[Chunk, Address]]:
+    return [(Chunk(msg_id, 0, MAX_CHUNKS, b"ab"), ("192.0.2.1", 1024 + msg_id % 6)) for msg_id in range(count)]
+
+
+def full_chunks(count: int) -> list[tuple[Chunk, Address]]:
+    return [(Chunk(1, k, MAX_CHUNKS, b"p" * 1400), SOURCE) for k in range(count)]
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        pytest.param(opener_of_many_ids(10_000), id="10k-ids-one-source"),
+        pytest.param(one_id_from_many_ports(5_000), id="one-id-from-5k-ports"),
+        pytest.param(tiny_chunks_of_huge_messages(5_000), id="6-sources-2-byte-chunks-of-n-65535"),
+        pytest.param(many_ids_claiming_huge_totals(2_000), id="2k-ids-of-n-65535"),
+        pytest.param(full_chunks(2_000), id="1400-byte-chunks"),
+    ],
+)
+def test_pending_memory_is_charged_at_what_tracemalloc_measures(attack: list[tuple[Chunk, Address]]) -> None:
+    """The budget is only as good as the charge: the old one (payload + 64 bytes a chunk, nothing a message)
+    was 0.51 of the real cost for 2-byte chunks and 0.09 for bare message ids (RSS, 100,000 of each)."""
+    reassembler = Reassembler(max_pending=10**6, max_message=10**9, max_bytes=2**40, max_total_bytes=2**40)
+    datagrams = [(chunk.header() + chunk.payload, source) for chunk, source in attack]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for datagram, source in datagrams:
+            chunk = decode_chunk(datagram)  # as the sink does: the payload is a slice of the datagram
+            assert chunk is not None
+            reassembler.feed(chunk, (source[0], source[1]), now=0.0)  # a new source tuple each time, as received
+        gc.collect()
+        real = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert reassembler.pending_messages > 0 and reassembler.totals.incomplete == 0
+    # The reassembler's own tables (first allocations of its dicts, a few kB once) are not charged to a message.
+    assert real - 4096 <= reassembler.pending_bytes <= 2 * real
+
+
+def test_claimed_totals_cannot_inflate_the_loss_counts() -> None:
+    """28,000 datagrams claiming 65,535 chunks each once counted 1.84e9 lost chunks; now one each at most."""
+    reassembler = Reassembler(timeout=1.0)
+    for msg_id in range(28_000):
+        index = (0, MAX_CHUNKS - 1, 30_000)[msg_id % 3]  # the first, the last, one in the middle
+        reassembler.feed(Chunk(msg_id, index, MAX_CHUNKS, b"ab"), ("192.0.2.1", 1024 + msg_id % 6), now=0.0)
+    reassembler.expire(10.0)
+    assert reassembler.totals.incomplete == 28_000
+    assert reassembler.totals.lost == 28_000  # each given-up message counts at most the chunks it received
+    assert reassembler.pending_bytes == 0
+
+
+arrivals = st.lists(
+    st.tuples(
+        st.integers(0, 12),  # message id
+        st.sampled_from([1, 2, 3, 50, MAX_CHUNKS]),  # its claimed total (a message keeps one)
+        st.integers(0, MAX_CHUNKS - 1),  # index, taken modulo the total
+        st.integers(0, 3),  # source port
+        st.sampled_from([b"", b"ab", b"p" * 1400]),
+    ),
+    max_size=300,
+)
+
+
+@given(arrivals)
+def test_no_count_grows_faster_than_chunks_arrive_and_the_budget_holds(
+    chunks: list[tuple[int, int, int, int, bytes]],
+) -> None:
+    budget = 3 * 10_000 + 66_830 * 2  # a few bitmaps of n=65535 and two full chunks: eviction happens
+    reassembler = Reassembler(timeout=1.0, max_pending=3, max_bytes=budget // 2, max_total_bytes=budget)
+    fed = 0
+    for msg_id, total, index, port, payload in chunks:
+        chunk = Chunk(msg_id, index % total, total, payload)
+        try:
+            reassembler.feed(chunk, ("192.0.2.1", port), now=0.0)
+        except RemoteProtocolError:
+            continue  # a total that disagrees with the message's: refused, counted by the sink as a bad datagram
+        fed += 1
+        assert reassembler.pending_bytes <= budget
+    reassembler.expire(100.0)
+    totals = reassembler.totals
+    for name in ("lost", "duplicated", "reordered", "late"):
+        assert getattr(totals, name) <= fed, name
+    assert totals.completed + totals.incomplete <= fed
+    assert reassembler.pending_bytes == 0 and reassembler.pending_messages == 0
 
 
 def test_disagreeing_total_is_a_remote_error_and_changes_nothing() -> None:
@@ -501,6 +699,21 @@ def test_jsonl_writer_flush_schedule(tmp_path: Path) -> None:
     assert path.read_text() == ""
     writer.tick(10.0 + FLUSH_DELAY)
     assert path.read_text() == "{}\n{}\n"
+    writer.close()
+
+
+def test_jsonl_writer_flushes_a_batch_of_long_lines_at_once(tmp_path: Path) -> None:
+    from common.eventlog import EventLog
+    from services.creosote import MAX_BATCH_CHARS, JsonlWriter
+
+    path = tmp_path / "records.jsonl"
+    writer = JsonlWriter(path, log=EventLog("test"))
+    line = "x" * (MAX_BATCH_CHARS // 4)
+    for _ in range(3):
+        writer.add(line, 10.0)
+    assert path.read_text() == ""  # three quarters of the cap: still batched
+    writer.add(line, 10.0)
+    assert path.read_text() == (line + "\n") * 4  # at the cap: written, without waiting for the timer
     writer.close()
 
 
