@@ -152,7 +152,11 @@ def slow_reader(context: Context) -> str | None:
     ):
         slow_nick = slow.greeting()
         slow.stream.note("(a small window; reads nothing more, ever)")
-        alice.until_line(f"* {slow_nick} joined")
+        # In the room before the flood: /who says so at once (a silent member may be announced only later).
+        alice.say("/who")
+        _, answer = alice.until(lambda line: line.startswith(b"* here ("), expecting="answer to /who")
+        if slow_nick not in answer.partition(b"): ")[2].decode("utf-8", errors="replace").split(", "):
+            raise CheckFailed(f"/who does not list {slow_nick}, who has joined", expected=f"{slow_nick} in /who")
         marker = f"done {secrets.token_hex(4)}"
         reader = _Reader(bob, f"<{alice.nick}> {marker}".encode())
         flood = "x" * FLOOD_LINE

@@ -64,8 +64,8 @@ def test_three_members_in_three_containers(servers: Lab) -> None:
             ("expect", r"^Welcome to my chat room!$"),
             ("send", "/nick alice"),
             ("expect", r"^\* you are now alice$"),
-            ("expect", r"is now bob$"),
-            ("expect", r"is now carol$"),
+            ("expect", r"^\* bob joined$"),  # announced once it has a name: a bare connect never is
+            ("expect", r"^\* carol joined$"),
             ("send", "/who"),
             ("expect", r"^\* here \(3\): "),
             ("send", "hello all"),
