@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from clients.check import SUITES, select
 from lab.cli_table import parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,3 +55,22 @@ def test_a_command_the_table_does_not_know_is_caught() -> None:
     with pytest.raises(SystemExit) as refused:
         parser().parse_args(["down", "-t", "two-lans", "--bogus"])
     assert refused.value.code == 2
+
+
+CHECKS = [(d, c) for d, c in COMMANDS if shlex.split(c)[1] == "check" and "--only" in shlex.split(c)]
+
+
+@pytest.mark.parametrize(("document", "command"), CHECKS, ids=[f"{d}: {c}" for d, c in CHECKS])
+def test_documented_checks_name_checks_that_exist(document: str, command: str) -> None:
+    """``--only`` names are the checker's own: a renamed check must not leave a command that fails as written."""
+    args = parser().parse_args(shlex.split(command)[1:])
+    patterns = [p for p in args.only.split(",") if p]
+    try:
+        select(SUITES[args.protocol], patterns)
+    except LookupError as exc:
+        pytest.fail(f"{document}: `{command}`: {exc}")
+
+
+def test_a_check_name_the_checker_does_not_have_is_caught() -> None:
+    with pytest.raises(LookupError, match="no upper check is called upper.tcp.coalesced"):
+        select(SUITES["upper"], ["upper.tcp.coalesced"])
