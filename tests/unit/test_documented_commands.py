@@ -72,5 +72,5 @@ def test_documented_checks_name_checks_that_exist(document: str, command: str) -
 
 
 def test_a_check_name_the_checker_does_not_have_is_caught() -> None:
-    with pytest.raises(LookupError, match="no upper check is called upper.tcp.coalesced"):
+    with pytest.raises(LookupError, match=r"no upper check is called upper\.tcp\.coalesced"):
         select(SUITES["upper"], ["upper.tcp.coalesced"])
