@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from common.waiting import wait_until
 from lab.testing import Lab, Node
 
 LOG = "/var/log/creosote/records.jsonl"
@@ -36,14 +37,19 @@ def wait_for_records(
     node: Node, predicate: Callable[[Record], bool], *, count: int = 1, timeout: float = 10.0
 ) -> list[Record]:
     """Poll the sink's log file until ``count`` records match (a deadline, never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
     found: list[Record] = []
-    while time.monotonic() < deadline:
+
+    def enough() -> list[Record] | None:
+        nonlocal found
         found = [r for r in records(node) if predicate(r)]
-        if len(found) >= count:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"{len(found)} of {count} records after {timeout} s; log tail:\n{node.logs()[-2000:]}")
+        return found if len(found) >= count else None
+
+    try:
+        return wait_until(enough, timeout=timeout, interval=0.1, what=f"{count} records")
+    except TimeoutError:
+        raise AssertionError(
+            f"{len(found)} of {count} records after {timeout} s; log tail:\n{node.logs()[-2000:]}"
+        ) from None
 
 
 def text_is(text: str) -> Callable[[Record], bool]:
@@ -94,11 +100,13 @@ def test_lost_chunk_is_counted(lab: Lab, sink: Node) -> None:
         "[s.sendto(p, ('creosote', 7739)) for i, p in enumerate(parts) if i != 2]\n"
     )
     lab.run_client("python3", "-c", script).check()
-    deadline = time.monotonic() + 10
-    while "incomplete" not in sink.logs() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    logs = sink.logs()
-    assert "incomplete" in logs and "lost=" in logs, logs[-2000:]
+
+    def given_up() -> str | None:
+        logs = sink.logs()
+        return logs if "incomplete" in logs else None
+
+    logs = wait_until(given_up, timeout=10, interval=0.1, what="the sink to give the message up")
+    assert "lost=" in logs, logs[-2000:]
 
 
 @pytest.mark.parametrize("style", ["--rfc5424", "--rfc3164"])
