@@ -117,8 +117,15 @@ def _counts(topology: model.Topology) -> str:
 
 def cmd_render(args: argparse.Namespace) -> int:
     topology = load(topology_path(args.topology))
-    backend = backends.choose(swarm=args.swarm)
-    text = backend.render(topology, output=args.output, profiles=args.profile, port_offset=args.port_offset)
+    if args.engine_override:
+        if args.swarm:
+            raise UsageError("--engine-override is for Compose files", "a stack keeps every engine's health checks")
+        label = compose.source_label(topology.source, args.output)
+        name = args.output.name if args.output else "compose.engine25.yaml"
+        text = compose.engine_override(topology, source_label=label, output_name=name)
+    else:
+        backend = backends.choose(swarm=args.swarm)
+        text = backend.render(topology, output=args.output, profiles=args.profile, port_offset=args.port_offset)
     if args.output is None:
         sys.stdout.write(text)
     else:

@@ -143,6 +143,12 @@ def _verbs(sub: Any) -> None:
     _topology(p, optional=False)
     p.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
     p.add_argument("--profile", action="append", default=[], help="with --swarm: include this profile's nodes")
+    p.add_argument(
+        "--engine-override",
+        action="store_true",
+        help="write only the override for Docker 25+ health checks (start_interval), to use with -f on top of "
+        "the lab's Compose file",
+    )
     _swarm(p, offset=True)
 
     p = sub.add_parser("wipe", help="remove every container, network and volume labelled testbed.lab (or one lab's)")

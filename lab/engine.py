@@ -51,6 +51,14 @@ def client() -> docker.DockerClient:
     return found
 
 
+@functools.cache
+def engine_major() -> int:
+    """The engine's major release (``26`` for 26.1.5), from its version string; 0 when it does not say."""
+    version = str(client().version().get("Version", ""))
+    digits = version.split(".", 1)[0]
+    return int(digits) if digits.isdigit() else 0
+
+
 def node_image() -> str:
     """The node image every node and sidecar runs: ``$TESTBED_NODE_IMAGE``, else ``testbed/node:latest``."""
     return os.environ.get(model.IMAGE_VARIABLE) or model.DEFAULT_NODE_IMAGE

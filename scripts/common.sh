@@ -31,16 +31,38 @@ apt_install() {
 
 engine_answers() { docker info >/dev/null 2>&1; }
 
+# Health checks that probe often only while a container starts (healthcheck start_interval) need
+# Docker Engine 25 (API 1.44). Older engines run the lab too, with checks every second all along.
+ENGINE_MIN_MAJOR=25
+ENGINE_NEWER_SUITE=trixie
+
+major_of() { sed -E 's/^[^0-9]*([0-9]+).*/\1/'; }
+engine_major() { docker version -f '{{.Server.Version}}' 2>/dev/null | major_of; }
+dockerd_major() { dockerd --version 2>/dev/null | major_of; }
+
+what_an_old_engine_costs() {
+  note "Docker $1 is older than $ENGINE_MIN_MAJOR: no healthcheck start_interval, so health checks run every"
+  note "second all along (an idle lab costs about 0.4 of a core, and up --wait is slower)."
+}
+
 ensure_engine() {
   have docker || { is_root_debian && apt_install docker.io; } \
     || die "no docker command (install Docker Engine: https://docs.docker.com/engine/install/)"
   if engine_answers; then
-    step "engine: running (server $(docker version -f '{{.Server.Version}}' 2>/dev/null))"
+    local version
+    version=$(docker version -f '{{.Server.Version}}' 2>/dev/null)
+    step "engine: running (server $version)"
+    if [ "$(engine_major)" -lt "$ENGINE_MIN_MAJOR" ]; then
+      # Never touch an engine someone else runs: say what is lost, and how to get more.
+      what_an_old_engine_costs "$version"
+      note "to use a newer one: stop this engine and run scripts/setup again (on Debian it installs Docker"
+      note "$ENGINE_MIN_MAJOR+ itself), or install Docker Engine $ENGINE_MIN_MAJOR+: https://docs.docker.com/engine/install/"
+    fi
     return
   fi
   is_root_debian || die "no Docker engine answers; start yours (or install Docker Engine: https://docs.docker.com/engine/install/) and run this again"
   step "engine: none answers, starting one"
-  have dockerd || apt_install docker.io iptables
+  ensure_engine_package
   have iptables || apt_install iptables
   if [ -s /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
     # An engine is already starting (or stuck): never start a second one over it.
@@ -57,6 +79,53 @@ ensure_engine() {
     [ "$waited" -lt 120 ] || die "dockerd did not answer within 60 s (see $DOCKERD_LOG)"
   done
   step "engine: running (server $(docker version -f '{{.Server.Version}}'))"
+}
+
+# dockerd at version 25 or newer: the one installed, else the system's own package when it is new
+# enough, else (Debian 12) the next Debian release's docker.io and containerd, which run on this one
+# with its own runc; else whatever the system has, saying what that costs.
+ensure_engine_package() {
+  if have dockerd && [ "$(dockerd_major)" -ge "$ENGINE_MIN_MAJOR" ]; then
+    return
+  fi
+  local candidate
+  candidate=$(apt-cache policy docker.io 2>/dev/null | awk '/Candidate:/ { print $2 }')
+  if [ -n "$candidate" ] && [ "$candidate" != "(none)" ] \
+    && [ "$(printf '%s\n' "$candidate" | major_of)" -ge "$ENGINE_MIN_MAJOR" ]; then
+    apt_install docker.io containerd iptables
+    return
+  fi
+  if install_engine_from_newer_suite; then
+    return
+  fi
+  have dockerd || apt_install docker.io iptables
+  what_an_old_engine_costs "$(dockerd --version | sed -E 's/^Docker version ([^,]+).*/\1/')"
+}
+
+# Fetches only docker.io and containerd from $ENGINE_NEWER_SUITE, through a private apt list beside
+# the machine's own sources (same mirror), and installs those two files; their dependencies come
+# from the system's own suite. Nothing else is upgraded, and the machine's apt sources are unchanged.
+install_engine_from_newer_suite() {
+  local mirror work options
+  mirror=$(debian_mirror) || true
+  [ -n "$mirror" ] || return 1
+  work=$(mktemp -d /var/tmp/testbed-engine.XXXXXX)
+  chmod 755 "$work"
+  printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' \
+    "$mirror" "$ENGINE_NEWER_SUITE" >"$work/sources.list"
+  mkdir -p "$work/lists/partial"
+  options=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o "Dir::State::Lists=$work/lists")
+  note "fetching docker.io and containerd from Debian $ENGINE_NEWER_SUITE"
+  if ! apt-get -qq "${options[@]}" update >/dev/null 2>&1 \
+    || ! (cd "$work" && apt-get -qq "${options[@]}" download docker.io containerd >/dev/null 2>&1); then
+    note "could not fetch them (see apt-get); keeping the system's own engine"
+    rm -rf "$work"
+    return 1
+  fi
+  apt_install "$work"/containerd_*.deb "$work"/docker.io_*.deb iptables
+  rm -rf "$work"
+  have dockerd && [ "$(dockerd_major)" -ge "$ENGINE_MIN_MAJOR" ]
 }
 
 # Host tools the README's examples use (nc for talking to servers, logger for creosote),

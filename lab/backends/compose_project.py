@@ -45,7 +45,12 @@ class ComposeProject(Backend):
         """
         file = compose_file(topology, files)
         say(f"rendering {file}")
-        compose.save(self.render(topology, output=file, port_offset=port_offset), file)
+        if port_offset:
+            raise LabError("a port offset is for Swarm stacks", "Compose binds 127.0.0.1 at the rendered ports")
+        # Rendered for the engine at hand: Docker 25+ checks often only while starting (see compose.HEALTH).
+        modern = engine.engine_major() >= compose.START_INTERVAL_ENGINE
+        label = compose.source_label(topology.source, file)
+        compose.save(compose.to_yaml(topology, source_label=label, output_name=file.name, start_interval=modern), file)
         members = topology.active(profiles)
         helpers = [compose.routes_service(n) for n in members if not n.is_router and topology.routes(n)]
         names = [m.name for m in members] if helpers else []

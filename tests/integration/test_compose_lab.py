@@ -1,7 +1,8 @@
 """The default lab exactly as compose.yaml describes it: healthy, hardened, reachable by hostname.
 
 It runs under its own project name with the host ports reset (a developer's own
-lab may hold 10013 and friends), and labels every resource for the sweep.
+lab may hold 10013 and friends), and labels every resource for the sweep. On Docker 25
+or newer it runs with compose.engine25.yaml on top, as scripts/up does.
 """
 
 from __future__ import annotations
@@ -14,14 +15,23 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab import compose as renderer
+from lab.engine import engine_major
 from lab.testing import RUN_ID, RUN_LABELS
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ["daytime", "echo", "creosote", "chat", "doctor", "threaded"]
 
 
+def lab_files() -> list[str]:
+    """The files scripts/up gives Compose on this engine."""
+    modern = engine_major() >= renderer.START_INTERVAL_ENGINE
+    return [str(ROOT / name) for name in ("compose.yaml", "compose.engine25.yaml")[: 2 if modern else 1]]
+
+
 def compose(project: str, override: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    argv = ["docker", "compose", "-p", project, "-f", str(ROOT / "compose.yaml"), "-f", str(override), *args]
+    files = [argument for path in [*lab_files(), str(override)] for argument in ("-f", path)]
+    argv = ["docker", "compose", "-p", project, *files, *args]
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=180)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
@@ -54,6 +64,20 @@ def test_every_service_is_healthy(project: tuple[str, Path]) -> None:
         rows = rows[0]
     health = {row["Service"]: row["Health"] for row in rows}
     assert health == dict.fromkeys(SERVICES, "healthy")
+
+
+def test_health_checks_are_timed_for_the_engine(project: tuple[str, Path]) -> None:
+    """Docker 25+: often while starting, then seldom (an idle lab costs next to nothing); older: every second."""
+    inspect = subprocess.run(
+        ["docker", "inspect", *[f"{project[0]}-{service}-1" for service in SERVICES]],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    checks = [container["Config"]["Healthcheck"] for container in json.loads(inspect.stdout)]
+    second = 1_000_000_000
+    if engine_major() >= renderer.START_INTERVAL_ENGINE:
+        assert all(c["StartInterval"] == second // 4 and c["Interval"] == 30 * second for c in checks), checks
+    else:
+        assert all(c["Interval"] == second and not c.get("StartInterval") for c in checks), checks
 
 
 def test_client_reaches_every_server_by_hostname(project: tuple[str, Path]) -> None:

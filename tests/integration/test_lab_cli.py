@@ -23,6 +23,8 @@ from typing import Any
 import docker
 import pytest
 
+from lab import compose
+from lab.engine import engine_major
 from lab.testing import pid_alive
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
@@ -155,6 +157,16 @@ def test_servers_keep_no_capabilities(lab: Lab, docker_client: docker.DockerClie
     assert host_config["CapDrop"] == ["ALL"] and not host_config["CapAdd"]
     assert host_config["ReadonlyRootfs"] is True and container.attrs["Config"]["User"] in ("", "node")
     assert {b["HostIp"] for bindings in (host_config["PortBindings"] or {}).values() for b in bindings} <= {"127.0.0.1"}
+
+
+def test_up_renders_health_checks_for_the_engine_at_hand(lab: Lab, docker_client: docker.DockerClient) -> None:
+    """Docker 25+: start_interval (a cheap idle lab); an older engine gets the file every engine runs."""
+    check = docker_client.containers.get(f"{lab.project}-daytime-1").attrs["Config"]["Healthcheck"]
+    rendered = (lab.state / lab.name / "compose.yaml").read_text(encoding="utf-8")
+    if engine_major() >= compose.START_INTERVAL_ENGINE:
+        assert check.get("StartInterval") == 250_000_000 and "start_interval: 250ms" in rendered
+    else:
+        assert not check.get("StartInterval") and "start_interval" not in rendered
 
 
 def test_validate_a_bad_file_is_one_line_and_exit_2(tmp_path: Path) -> None:

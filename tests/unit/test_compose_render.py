@@ -121,3 +121,44 @@ def test_every_long_running_container_rotates_its_log() -> None:
         if service.get("restart", "no") != "no":
             options = service["logging"]["options"]
             assert options["max-size"] == "10m" and options["max-file"] == "3", name
+
+
+# --------------------------------------------------------------------------- health checks for both engine eras
+
+
+def test_the_lab_file_runs_on_every_engine_and_the_override_is_its_render() -> None:
+    """compose.yaml has no start_interval (Compose refuses it before Docker 25); the override is rendered too."""
+    topology = load(ROOT / "topology" / "default.yaml")
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    assert not [name for name, body in services.items() if "start_interval" in body.get("healthcheck", {})]
+    rendered = compose.engine_override(
+        topology, source_label="topology/default.yaml", output_name="compose.engine25.yaml"
+    )
+    assert rendered == (ROOT / "compose.engine25.yaml").read_text(encoding="utf-8"), (
+        "compose.engine25.yaml differs from its render; regenerate it: "
+        "lab render topology/default.yaml --engine-override -o compose.engine25.yaml"
+    )
+
+
+def test_the_override_times_exactly_the_checked_services_and_merges_into_the_rendering_for_new_engines() -> None:
+    topology = load(ROOT / "topology" / "default.yaml")
+    document = compose.render(topology)
+    checked = {name for name, body in document["services"].items() if "healthcheck" in body}
+    override = yaml.safe_load(
+        compose.engine_override(topology, source_label="t.yaml", output_name="o.yaml")
+    )["services"]
+    assert set(override) == checked and checked
+    modern = compose.with_start_interval(document)
+    for name in checked:
+        merged = {**document["services"][name]["healthcheck"], **override[name]["healthcheck"]}
+        assert modern["services"][name]["healthcheck"] == merged
+        assert merged["start_interval"] == "250ms" and merged["interval"] == "30s"
+        assert document["services"][name]["healthcheck"]["interval"] == "1s"  # the input is left alone
+    assert compose.with_start_interval(document)["networks"] == document["networks"]
+
+
+def test_the_engine_version_for_start_interval_is_written_once_for_the_scripts_too() -> None:
+    common = (ROOT / "scripts" / "common.sh").read_text(encoding="utf-8")
+    bench = (ROOT / "scripts" / "bench-lab").read_text(encoding="utf-8")
+    assert f"ENGINE_MIN_MAJOR={compose.START_INTERVAL_ENGINE}\n" in common
+    assert f"START_INTERVAL_ENGINE = {compose.START_INTERVAL_ENGINE}\n" in bench
