@@ -131,7 +131,8 @@ def test_lab_check_fails_an_echo_that_takes_one_recv_for_the_message(own: OwnLab
 
 
 def test_lab_check_fails_a_daytime_that_never_closes(own: OwnLab) -> None:
-    result = lab_cli("check", "daytime", "never-closes", "-t", own.name, state=own.state)
+    # A short exchange timeout: the check waits that long for the close that never comes.
+    result = lab_cli("check", "daytime", "never-closes", "-t", own.name, "--timeout", "3", state=own.state)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAIL daytime.tcp.closes" in result.stdout
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import docker
 import pytest
 
+from lab.engine import PROJECT_LABEL
+
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +40,9 @@ def test_the_example_runs_from_outside_the_repository(
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "5 passed" in result.stdout, result.stdout[-2000:]
-    left = [c.name for c in docker_client.containers.list(all=True) if c.id not in before]
+    # Only the example's labs: other tests may start containers meanwhile.
+    ours = [c for c in docker_client.containers.list(all=True) if c.id not in before]
+    left = [c.name for c in ours if str(c.labels.get(PROJECT_LABEL, "")).startswith("testbed-two-lans-")]
     assert left == [], left
     networks = [n.name for n in docker_client.networks.list() if str(n.name).startswith("testbed-two-lans-")]
     assert networks == [], networks
