@@ -138,6 +138,14 @@ def judge(lab: TopologyLab, was: Before, *, log_bound: int) -> After:
     return after
 
 
+def assert_arrived(arrived: set[int], sent: int, after: After) -> None:
+    """Every record a well-behaved sender sent arrived, or each one missing is matched by a datagram the kernel's
+    full receive queue dropped during the attack (a bound, not proof: the kernel does not say whose it dropped)."""
+    missing = sent - len(arrived)
+    assert arrived <= set(range(sent)), f"records never sent: {sorted(arrived - set(range(sent)))[:10]}"
+    assert missing <= after.rcvbuf_errors, f"{missing} of {sent} missing; {after.rcvbuf_errors} dropped by the kernel"
+
+
 def during(attack: Callable[[], Ran], *senders: WellBehaved) -> Ran:
     """Run ``attack`` (a blocking ``run_on``) in a thread while ``senders`` send; what the attack printed."""
     with ThreadPoolExecutor(1) as pool:

@@ -23,7 +23,17 @@ from lab.engine import Ran
 from lab.topology_fixture import TopologyLab
 from protocols.creosote import MAX_HOPS, encode_chunks
 from services.creosote import DEFAULT_KEEP, DEFAULT_MAX_BYTES
-from tests.adversarial.creosote_judge import MIB, RECORDS_DIR, WellBehaved, before, during, judge, pong
+from tests.adversarial.creosote_judge import (
+    MIB,
+    RECORDS_DIR,
+    WellBehaved,
+    assert_arrived,
+    before,
+    during,
+    judge,
+    pong,
+    udp_counters,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.adversarial, pytest.mark.timeout(300)]
 
@@ -71,8 +81,8 @@ for shape in itertools.cycle(shapes):
 print(f"sent={sent} seconds={time.monotonic() - began:.1f}")
 """
 MALFORMED_RATE, MALFORMED_SECONDS = 5000, 8
-# For every attack but the malformed datagrams: its log may take 200 kB a second (a second of every
-# line budget), which 10 s of any attack stays within; a sink without the budgets wrote a line a datagram.
+# The Docker log of any other attack here (10-15 s): the most measured was 154 kB (many ids); a sink without
+# the line budgets writes a line a datagram, 5 MB for the 40,000 malformed ones.
 LOG_BOUND = 2 * MIB
 PEAK_BOUND = 96 * MIB  # of 128: the interpreter, the 24 MiB budget, a message being recorded, the receive queue
 GOOD_RATE = 50  # the well-behaved sender's records a second, each a `record` line on stdout (up to 100 a second)
@@ -82,7 +92,8 @@ RECORD_LINE = 200  # a `record` line of the well-behaved sender: about 130 bytes
 
 def test_malformed_datagrams_grow_the_log_by_a_bounded_amount(default_lab: TopologyLab) -> None:
     """40,000 malformed datagrams in 8 s, standing for any number: past 10 lines a second of a kind, only one
-    `not_shown` line a second. Each had a line of its own before (9.5 MB of Docker log for 50,000)."""
+    `not_shown` line a second. Each had a line of its own before: 9.5 MB of Docker log for 50,000, and 5.1 MB
+    (70 kB with it) for these with the budget taken out of EventLog.limited."""
     was = before(default_lab)
     good = WellBehaved(host_port(default_lab), "good-malformed", per_second=GOOD_RATE)
     ran = during(attack(default_lab, MALFORMED, PORT, MALFORMED_RATE, MALFORMED_SECONDS), good)
@@ -94,7 +105,7 @@ def test_malformed_datagrams_grow_the_log_by_a_bounded_amount(default_lab: Topol
     bound = int(seconds * (3 * EVENT_LINES_PER_SECOND * EVENT_LINE + EVENT_LINE + GOOD_RATE * RECORD_LINE))
     after = judge(default_lab, was, log_bound=bound)
     assert b" not_shown " in after.log and b"bad_datagram=" in after.log  # the rate limit is what held it
-    assert arrived == set(range(good.sent)), f"{good.sent - len(arrived)} of {good.sent} records missing"
+    assert_arrived(arrived, good.sent, after)  # of 5,000 small datagrams a second, the kernel dropped none here
 
 
 # --------------------------------------------------------------------------- loss-counter inflation
@@ -132,12 +143,13 @@ def test_the_loss_reported_is_at_most_what_was_received(default_lab: TopologyLab
         """The source's loss line once every one of its messages has been given up (64 wait out the timeout)."""
         lines = re.findall(rf" loss source={re.escape(source)} (.*)", default_lab.node("creosote").logs())
         counts = {key: int(value) for key, value in (f.split("=") for f in lines[-1].split())} if lines else {}
-        return counts if counts.get("incomplete") == INFLATE_MESSAGES else None
+        # A message whose chunks the kernel's queue all dropped (none, in most runs) is not one the sink saw.
+        dropped = udp_counters(default_lab, "creosote")["RcvbufErrors"] - was.udp["RcvbufErrors"]
+        return counts if counts.get("incomplete", 0) >= INFLATE_MESSAGES - dropped else None
 
     counts = wait_until(final_loss, timeout=20, interval=0.5, what=f"the loss line of {source}")
     assert 0 < counts["lost"] <= int(chunks), counts
-    judge(default_lab, was, log_bound=2 * MIB)
-    assert good.arrived(default_lab) == set(range(good.sent))
+    assert_arrived(good.arrived(default_lab), good.sent, judge(default_lab, was, log_bound=LOG_BOUND))
 
 
 # --------------------------------------------------------------------------- many message ids from one source
@@ -183,19 +195,19 @@ class SlowChunked(WellBehaved):
 def test_many_message_ids_from_one_source_leave_other_senders_messages_whole(default_lab: TopologyLab) -> None:
     """32,000 message ids in 8 s from one source: it may hold 64 ids and 4 MiB, and pushes out only its own.
     Standing for any number of ids: the source's share is full with its first 64. Without the per-source caps,
-    the ids filled the 24 MiB budget in 0.7 s, over and over, pushing out the least recently active message
-    of anyone: the slow sender's, idle a second between chunks."""
+    the ids fill the 24 MiB budget in 0.7 s, over and over, pushing out the least recently active message of
+    anyone: taken out, 40 of the slow sender's 45 messages, idle a second between chunks, were lost."""
     was = before(default_lab)
     port = host_port(default_lab)
     plain, chunked = WellBehaved(port, "good-ids", per_second=100), SlowChunked(port, "good-ids-chunked")
     during(attack(default_lab, MANY_IDS, PORT, MANY_IDS_RATE, MANY_IDS_SECONDS), plain, chunked)
     arrived_plain, arrived_chunked = plain.arrived(default_lab), chunked.arrived(default_lab)
     after = judge(default_lab, was, log_bound=LOG_BOUND)
-    missing = (plain.sent - len(arrived_plain), chunked.sent - len(arrived_chunked))
-    print(f"missing plain, chunked: {missing} of {plain.sent}, {chunked.sent}")
-    # At 4,000 datagrams a second the kernel's queue drops none (at 10,000 it dropped 9 %, and took a well-behaved
-    # record or message with each burst): every record missing must be one of those drops, or this fails.
-    assert sum(missing) <= after.rcvbuf_errors, f"missing {missing}; {after.rcvbuf_errors} dropped by the kernel"
+    # At 4,000 datagrams a second the kernel's queue drops none in most runs: every record missing must be one of
+    # its drops. (Of 8 kB datagrams, 10,000 a second, it dropped 9 %, a well-behaved record or message with each
+    # burst.)
+    assert_arrived(arrived_plain, plain.sent, after)
+    assert_arrived(arrived_chunked, chunked.sent, after)
 
 
 # --------------------------------------------------------------------------- a flood of chunk headers
@@ -235,7 +247,7 @@ FLOOD_PROCS, FLOOD_SOCKETS, FLOOD_SECONDS = 2, 128, 8
 def test_a_chunk_header_flood_from_many_sources_keeps_memory_bounded(default_lab: TopologyLab) -> None:
     """Two processes of 128 sockets each, as fast as they send, for 8 s: standing for the same flood for as long as
     it lasts, since the 24 MiB budget is full within its first seconds. 256 sources of 64 ids each would hold
-    150 MB: before the budget charged real cost, this shape grew the sink by 13 MiB a second, to its OOM kill."""
+    150 MB: with the total budget taken out, the sink was OOM-killed and restarted four times in the 8 s."""
     was = before(default_lab)
     good = WellBehaved(host_port(default_lab), "good-flood", per_second=100)
     ran = during(attack(default_lab, CHUNK_FLOOD, PORT, FLOOD_PROCS, FLOOD_SOCKETS, FLOOD_SECONDS), good)
@@ -245,7 +257,7 @@ def test_a_chunk_header_flood_from_many_sources_keeps_memory_bounded(default_lab
     lost = 1 - len(arrived) / good.sent
     print(f"flood: {sent:,} datagrams sent; good: {good.sent - len(arrived)} of {good.sent} lost")
     assert after.peak_rss < PEAK_BOUND
-    # The flood is more than the sink can take in (it received 30-40 % of it): the kernel's queue drops what
+    # The flood is more than the sink can take in (it received a quarter of it): the kernel's queue drops what
     # does not fit, whoever sent it, and UDP has no way to favour the well-behaved. The bound is that it loses
     # no more than its share, with room for bursts: the sink loses nothing of what it receives.
     assert lost <= after.dropped_share + 0.15, f"lost {lost:.0%} of its records, the flood {after.dropped_share:.0%}"
@@ -267,12 +279,14 @@ for n in range(count):
         time.sleep(max(0.0, began + n / rate - time.monotonic()))
 print(f"sent={count} seconds={time.monotonic() - began:.1f}")
 """
-SYSLOG_COUNT, SYSLOG_RATE = 1200, 400
+# 1,000 of them at 200 a second: 120 MB of records in 5 s, for a quota of 64 MiB. (At 400 a second, 48 MB of
+# records a second, its queue dropped 17-57 % of them in runs on two busy cores.)
+SYSLOG_COUNT, SYSLOG_RATE = 1000, 200
 STAT = "stat -c '%n %s' " + RECORDS_DIR + "/records.jsonl*"
 
 
 def test_a_flood_of_valid_syslog_lines_keeps_the_records_files_within_the_quota(default_lab: TopologyLab) -> None:
-    """1,200 syslog lines of 60 kB in 3 s, 144 MB of records for a quota of 64 MiB (16 MiB x 4): standing for a
+    """1,000 syslog lines of 60 kB in 5 s, 120 MB of records for a quota of 64 MiB (16 MiB x 4): standing for a
     flood of any length, which rotation turns over the same four files. Before, records.jsonl grew by all of it
     (a full disk in the end, through the named volume)."""
     was = before(default_lab)
@@ -286,8 +300,10 @@ def test_a_flood_of_valid_syslog_lines_keeps_the_records_files_within_the_quota(
     assert len(sizes) <= DEFAULT_KEEP and max(sizes.values()) <= DEFAULT_MAX_BYTES, sizes
     assert sum(sizes.values()) <= DEFAULT_KEEP * DEFAULT_MAX_BYTES
     assert b" rotated " in after.log, "the flood did not fill the quota: it tested nothing"
-    # The oldest of the well-behaved records went with the files rotation discarded: what is kept is the newest.
-    assert arrived == set(range(good.sent - len(arrived), good.sent)), f"{good.sent - len(arrived)} missing"
+    # The oldest of the well-behaved records went with the files rotation discarded: what is kept is the newest,
+    # each one missing among them one that the kernel's queue dropped (none, in most runs).
+    newest = set(range(min(arrived), good.sent))
+    assert arrived <= newest and len(newest - arrived) <= after.rcvbuf_errors, f"missing {sorted(newest - arrived)}"
 
 
 # --------------------------------------------------------------------------- a ring of redirectors
@@ -327,6 +343,6 @@ def test_a_ring_of_three_redirectors_relays_a_datagram_a_bounded_number_of_times
     assert RING_DATAGRAMS <= relayed <= RING_DATAGRAMS * MAX_HOPS
     logs = "".join(ring.node(node).logs() for node in relays)
     assert f"passed {MAX_HOPS} redirectors already" in logs
-    for node in ports:
+    for node in relays:
         judge(ring, was[node], log_bound=LOG_BOUND)
-    assert good.arrived(ring, "sink") == set(range(good.sent))
+    assert_arrived(good.arrived(ring, "sink"), good.sent, judge(ring, was["sink"], log_bound=LOG_BOUND))
