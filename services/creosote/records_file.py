@@ -7,7 +7,7 @@ all, the oldest is discarded and what it held counted (``rotated`` event
 lines). So at most ``keep`` x ``max_bytes`` are on disk (16 MiB x 4 by
 default), as long as no record alone is longer than ``max_bytes``: one that is
 fills a file of its own. At the defaults none is: the longest record, a 1 MiB
-message of control characters, is a line of about 12.6 MB.
+message of control characters, is a line of at most 12.6 MB.
 
 Before, the file grew without bound: a flood of valid syslog lines, which is
 all a sink is for, could fill the host's disk through the lab's named volume.
