@@ -49,6 +49,8 @@ from tools.delayline.cli import (
     main,
 )
 from tools.delayline.core import (
+    HELD_OVERHEAD,
+    OVERFLOW_REPORT_EVERY,
     DelayLine,
     Held,
     Resend,
@@ -126,6 +128,7 @@ __all__ = [
     "DEFAULT_MARK",
     "ETH_P_IP",
     "ETH_P_IPV6",
+    "HELD_OVERHEAD",
     "IPV6_HDRINCL",
     "MAX_SEND",
     "NETLINK_NETFILTER",
@@ -159,6 +162,7 @@ __all__ = [
     "NLMSG_NOOP",
     "NLM_F_ACK",
     "NLM_F_REQUEST",
+    "OVERFLOW_REPORT_EVERY",
     "SIOCGIFMTU",
     "SOL_NETLINK",
     "SO_RCVBUFFORCE",

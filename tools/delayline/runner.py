@@ -193,7 +193,11 @@ def run(line: DelayLine, *, maxlen: int, rcvbuf: int, mark: int = DEFAULT_MARK) 
                     stopping = True
                 else:
                     _read_available(sock, line, buffer)
-            _send(sock, sender, line.release(time.monotonic()))
+            now = time.monotonic()
+            _send(sock, sender, line.release(now))
+            if (fresh := line.overflow_news(now)) is not None:
+                log("overflow", dropped=fresh, total=line.stats.overflow, held=len(sched),
+                    held_bytes=line.held_bytes, budget=line.max_bytes)  # fmt: skip
         _send(sock, sender, line.drain())
         with contextlib.suppress(OSError):  # best effort: closing the socket unbinds too
             sock.send(config_message(line.queue, seq=line.next_seq(), command=NFQNL_CFG_CMD_UNBIND))
