@@ -97,23 +97,28 @@ def sweep(client: docker.DockerClient, *, run: str | None = None) -> int:
             return labels.get("testbed.run") == run
         return labels.get("testbed.run.host", host) == host and not pid_alive(labels.get("testbed.run.pid", ""))
 
+    def containers(filters: dict[str, Any] | None = None) -> list[Container]:
+        # ignore_removed: other runs on the engine remove their containers while this one lists them (one
+        # gone between the listing and its inspection raised NotFound, and failed this session's start).
+        return list(client.containers.list(all=True, ignore_removed=True, filters=filters or {}))
+
     # A topology lab of a dead run: its sidecars (impairments, partitions) carry only its testbed.lab label.
-    labs = {c.labels.get(LAB_LABEL) for c in client.containers.list(all=True, filters={"label": "testbed.suite"})
+    labs = {c.labels.get(LAB_LABEL) for c in containers({"label": "testbed.suite"})
             if doomed(c.labels)}  # fmt: skip
     for value in sorted({v for lab in filter(None, labs) for v in (lab, project_name(lab))}):  # sidecars name either
-        for sidecar in client.containers.list(all=True, filters={"label": [f"{LAB_LABEL}={value}", SIDECAR_LABEL]}):
+        for sidecar in containers({"label": [f"{LAB_LABEL}={value}", SIDECAR_LABEL]}):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 sidecar.remove(force=True)
                 removed += 1
     # A sidecar whose node is gone serves nothing (its namespace went with the node): an earlier sweep's leftover.
-    existing = {str(c.id) for c in client.containers.list(all=True)}
-    for sidecar in client.containers.list(all=True, filters={"label": SIDECAR_LABEL}):
+    existing = {str(c.id) for c in containers()}
+    for sidecar in containers({"label": SIDECAR_LABEL}):
         mode = str(sidecar.attrs["HostConfig"].get("NetworkMode", ""))
         if mode.startswith("container:") and mode.removeprefix("container:") not in existing:
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 sidecar.remove(force=True)
                 removed += 1
-    for container in client.containers.list(all=True, filters={"label": "testbed.suite"}):
+    for container in containers({"label": "testbed.suite"}):
         if doomed(container.labels):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 container.remove(force=True, v=True)
