@@ -235,12 +235,12 @@ def _docker(args: Sequence[str]) -> int:
 
 
 def cmd_impair(args: argparse.Namespace) -> int:
-    lab = target(args)
     where = f"{args.node}" + (f" on {args.network}" if args.network else "")
     if args.clear:
-        lab.clear(args.node, network=args.network)
+        target(args).clear(args.node, network=args.network)
         print(f"cleared impairments of {where}")
         return 0
+    # The values first: a delay above the bound is refused before any Docker call, engine or not.
     if all(v is None for v in (args.delay, args.jitter, args.loss, args.rate)):
         raise UsageError("nothing to impair", "give --delay, --jitter, --loss or --rate, or --clear")
     try:
@@ -249,6 +249,7 @@ def cmd_impair(args: argparse.Namespace) -> int:
         raise UsageError(str(exc), "see lab impair --help") from None
     if spec.empty:  # "--delay 0" used to print "impaired" and change nothing
         raise UsageError("every value given is 0: nothing to impair", "give a value above 0, or --clear to remove")
+    lab = target(args)
     used = lab.impair(args.node, network=args.network, delay=args.delay, jitter=args.jitter, loss=args.loss,
                       rate=args.rate)  # fmt: skip
     print(f"impaired {where}: {spec.describe()} ({used})")
