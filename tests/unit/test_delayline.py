@@ -315,8 +315,10 @@ def test_copies_past_the_byte_budget_are_dropped_and_counted() -> None:
     data = b"".join(dl.packet_message(QUEUE, pid, outdev=32, payload=IPV4) for pid in (1, 2, 3, 4))
     line.receive(data, now=0.0)
     assert (line.held_bytes, line.stats.overflow, len(line.schedule)) == (2 * charge, 2, 2)
+    assert line.stats.max_held_bytes == 2 * charge
     _verdicts, resent = line.release(now=100.0)
     assert len(resent) == 2 and line.held_bytes == 0  # released copies give their bytes back
+    assert line.stats.max_held_bytes == 2 * charge  # the most it ever held stays
     line.receive(dl.packet_message(QUEUE, 5, outdev=32, payload=IPV4), now=100.0)
     assert line.stats.overflow == 2 and len(line.schedule) == 1
 

@@ -42,7 +42,8 @@ class Stats:
     resent: int = 0  # copied, dropped at once, sent again when due
     dropped: int = 0  # lost on purpose (--loss-pct)
     errors: int = 0
-    max_held: int = 0
+    max_held: int = 0  # packets held at once, at most
+    max_held_bytes: int = 0  # what they were charged against the budget, at most
     overflow: int = 0  # dropped: the held copies were at their byte budget
     last_error: int = 0
 
@@ -120,6 +121,7 @@ class DelayLine:
                     self.stats.errors += 1
                     self.stats.last_error = code
         self.stats.max_held = max(self.stats.max_held, len(self.schedule))
+        self.stats.max_held_bytes = max(self.stats.max_held_bytes, self.held_bytes)
         if not drops:
             return b""
         if not self._originals:
