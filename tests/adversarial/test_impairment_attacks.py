@@ -6,14 +6,15 @@ it is due. A UDP flood into a long delay once held copies until the kernel OOM-k
 and drops the rest, counting them (``overflow``). The flood here comes from a node of the lab (only the
 lab's own containers see it), as fast as one sender goes, into the longest delay allowed (10 s): the
 held bytes are echo's answer rate times the delay. On this shared 2-CPU machine the flooder sent 15,000
-to 40,000 datagrams a second and echo passed 3,700 to 7,800 a second into the delay line (2026-12-02);
+to 40,000 datagrams a second and echo passed 3,000 to 13,000 a second into the delay line (2026-12-02);
 filling the budget takes 2,900 a second at 10 s, and 140,000 at 200 ms, which would never test it.
 
 Judged afterwards: the sidecar still runs, never restarted, its memory peak under its limit; the delay
 still applies to the well-behaved client (each round trip at least the delay); ``lab ps``
 shows no dead sidecar; and the delay line's own last line (it is stopped as ``--clear`` stops it) says
-it ran with the documented budget, never held more, and dropped and counted packets exactly when the
-budget was hit. Marked ``adversarial`` (and ``docker``).
+it ran with the documented budget, never held more, and dropped (and counted, and said so while it
+lasted) only at the budget; each run prints whether the flood filled it. Marked ``adversarial`` (and
+``docker``).
 """
 
 from __future__ import annotations
@@ -209,12 +210,12 @@ def test_a_udp_flood_into_a_long_delay_fills_the_budget_not_the_sidecars_memory(
     held, overflow = int(last["max_held_bytes"]), int(last["overflow"])
     assert int(last["budget"]) == BUDGET, last  # the documented budget is the one it runs with
     assert held <= BUDGET, f"held {held / 2**20:.1f} MiB, past its budget"
-    # The flood's strength is the machine's (see the module docstring): either the budget was hit, and what
-    # came past it was dropped and counted (and said while it lasted), or it was not, and nothing was dropped.
+    # The flood's strength is the machine's (see the module docstring): it drops only at the budget (held
+    # within one datagram's charge of it), and says so while it drops; a flood too weak to fill it, nothing.
     reached = held + DATAGRAM + 28 + HELD_OVERHEAD > BUDGET
     reports = [int(m.group(2)) for m in OVERFLOW.finditer(log)]
-    assert (overflow > 0, bool(reports)) == (reached, reached), (last, reports)
-    assert not reports or reports[-1] <= overflow, (last, reports)
+    assert overflow == 0 or reached, last
+    assert bool(reports) == (overflow > 0) and (not reports or reports[-1] <= overflow), (last, reports)
 
     budget = f"dropped {overflow} at its budget" if reached else f"held {held / 2**20:.1f} MiB at most (not reached)"
     with capsys.disabled():
