@@ -13,7 +13,7 @@ from pathlib import Path
 import services
 from protocols.registry import SERVICES
 
-NOT_SERVERS = {"common", "launch", "runners", "__main__"}
+NOT_SERVERS = {"admission", "chat_connection", "chat_server", "common", "launch", "runners", "__main__"}
 
 
 def summaries() -> list[tuple[str, str]]:
