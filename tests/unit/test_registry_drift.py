@@ -81,6 +81,7 @@ def expectations() -> dict[tuple[str, str], str]:
         (("doctor", "tcp"), doctor.GREETING.encode()),
         (("creosote", "udp"), creosote.pong(12)),
     ],
+    ids=lambda value: "/".join(value) if isinstance(value, tuple) else "answer",  # the same in every worker
 )
 def test_healthcheck_sh_expects_what_the_protocol_modules_answer(check: tuple[str, str], answer: bytes) -> None:
     pattern = expectations()[check]  # grep's basic regular expressions: these few read the same in Python
