@@ -243,7 +243,8 @@ def _targets(reader: Reader, values: dict[str, Node], node: Node, where: str, do
     if not isinstance(between, SequenceNode) or None in names:
         return ()  # reported already
     if len(names) != 2 or names[0] == names[1]:
-        reader.fail(between, f"{where}.between", f"a partition has two different sides, found {describe(between)}",
+        found = ", ".join(map(str, names))
+        reader.fail(between, f"{where}.between", f"a partition has two different sides, found [{found}]",
                     "write between: [A, B], like between: [chat, client]")  # fmt: skip
         return ()
     return (str(names[0]), str(names[1]))

@@ -31,7 +31,7 @@ ACTION_COLOURS = {
     "delay": "#0072b2", "jitter": "#56b4e9", "loss": "#e69f00", "rate": "#c9b400", "partition": "#cc79a7",
     "kill": "#d55e00", "restart": "#a6761d", "pause": "#7f7f7f", "disconnect": "#332288",
 }  # fmt: skip
-OUTCOMES = (("violation", "#000000"), ("excused", "#cc79a7"), ("error", "#e69f00"), ("ok", "#009e73"))
+OUTCOMES = (("violation", "#000000"), ("excused", "#a58fd0"), ("error", "#ffbf47"), ("ok", "#009e73"))
 Place = Callable[[float], float]  # a monotonic time -> its x on the canvas
 RANK = {name: i for i, (name, _) in enumerate(OUTCOMES)}
 OUTCOME_TEXT = {"ok": "what was owed", "error": "reported error", "excused": "lost in a fault window",

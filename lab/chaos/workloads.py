@@ -206,11 +206,15 @@ def stored(lab: RunningLab, node: str, tag: str) -> list[int]:
     ran = lab.exec(node, "grep", "-F", "--", f"chaos {tag} ", RECORDS_FILE)
     if ran.code not in (0, 1):  # grep: 1 is "no line matched"
         raise LabError(f"cannot read {node}'s {RECORDS_FILE}: {ran.output.strip()[-300:]}", "is it a creosote sink?")
+    return sequence_numbers(ran.out, tag)
+
+
+def sequence_numbers(records: str, tag: str) -> list[int]:
+    """The numbers of run ``tag``'s datagrams among a records file's JSON lines, in file order."""
     seqs = []
-    for line in ran.out.splitlines():
+    for line in records.splitlines():
         with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError, IndexError):
-            text = json.loads(line)["text"]
-            words = text.split()
+            words = json.loads(line)["text"].split()
             if words[:2] == ["chaos", tag] and len(words) == 3:
                 seqs.append(int(words[2]))
     return seqs
