@@ -155,7 +155,7 @@ class Runner:
                          seed=self.seed, tag=self.tag, client=self.schedule.client,
                          client_container=None if self.host is None else self.host.name,
                          workloads={w.name: w.node for w in self.workloads}, duration_ms=self.schedule.duration_ms,
-                         mono=self.t0, wall=time.time(), plan=[s.entry for s in self.steps])  # fmt: skip
+                         mono=self.t0, wall=time.time(), plan=[dict(s.entry) for s in self.steps])  # fmt: skip
         for each in self.steps:
             thread = threading.Thread(target=self._run, args=(each,), name=f"step-{each.entry['index']}", daemon=True)
             thread.start()
