@@ -50,7 +50,7 @@ HEALTHY_TIMEOUT = 120.0  # a health check that failed while its node was paused 
 
 
 class ChaosError(LabError):
-    """The run could not put the lab back as it found it (a node unhealthy, a sidecar left)."""
+    """A step failed, or the run could not put the lab back (a node unhealthy, a sidecar left)."""
 
 
 @dataclass
@@ -183,8 +183,9 @@ class Runner:
                 self._apply(each)
                 each.entry.update(applied=time.monotonic(), result="ok")
                 self.say(f"{self._clock()}  + {_describe(each)}")
-            except Exception as exc:  # a step that failed is recorded and undone; the run goes on
+            except Exception as exc:  # recorded and undone; the run goes on, and fails at its end
                 each.entry["result"] = f"failed: {exc}"
+                self.problems.append(f"step {each.entry['index']} ({_describe(each)}) failed: {exc}")
                 self.say(f"{self._clock()}  ! {_describe(each)}: {exc}")
         if each.entry["result"] == "ok":
             self.abort.wait(max(0.0, self.t0 + step.end_ms / 1000 - time.monotonic()))
@@ -300,7 +301,8 @@ class Runner:
             self.say(f"healed: {sum(s.undone for s in self.steps)} steps undone; {len(healthy)} of "
                      f"{len(self.running)} nodes healthy; {len(left)} sidecars left")  # fmt: skip
         if self.problems:
-            raise ChaosError("; ".join(self.problems), "see lab ps; lab heal and lab impair --clear undo by hand")
+            raise ChaosError("; ".join(self.problems), "see the history and lab ps; lab heal and lab impair --clear "
+                             "undo by hand what is left")  # fmt: skip
 
     def _collect(self) -> None:
         for workload in self.workloads:
@@ -339,7 +341,8 @@ class Runner:
             return [name for name in self.running if _healthy(self.lab, name)]
 
         try:
-            wait_until(lambda: len(healthy()) == len(self.running), timeout=HEALTHY_TIMEOUT, what="every node healthy")
+            wait_until(lambda: len(healthy()) == len(self.running), timeout=HEALTHY_TIMEOUT, interval=0.5,
+                       what="every node healthy")  # fmt: skip
         except TimeoutError:
             sick = sorted(set(self.running) - set(healthy()))
             self.problems.append(f"not healthy {HEALTHY_TIMEOUT:g} s after the run: {', '.join(sick)}")

@@ -19,7 +19,7 @@ import pytest
 
 from common.waiting import wait_until
 from lab import engine, model
-from lab.chaos import History, check
+from lab.chaos import History, ScheduleError, check
 from lab.engine import PROJECT_LABEL
 from lab.topology_fixture import TopologyLab
 
@@ -89,3 +89,16 @@ def test_ctrl_c_half_way_through_heals_the_lab(default_lab: TopologyLab, tmp_pat
     assert all(s.get("end") is not None for s in stopped.steps)  # every step begun was undone
     assert len(stopped.steps) < 8  # it stopped early: the later steps never began
     assert_whole(default_lab)
+
+
+def test_a_node_the_lab_lacks_is_named_at_its_line_before_anything_starts(default_lab: TopologyLab,
+                                                                           tmp_path: Path) -> None:  # fmt: skip
+    schedule = tmp_path / "typo.yaml"
+    schedule.write_text("duration: 5s\nsteps:\n  - {at: 1s, for: 1s, do: kill, node: ecco}\n")
+    with pytest.raises(ScheduleError) as caught, default_lab.faults(schedule, workloads="none"):
+        pytest.fail("the block ran")
+    assert str(caught.value) == (
+        f"{schedule}:3: steps[0].node: no node 'ecco' runs in lab {default_lab.name}; "
+        "write one of: chat, creosote, daytime, doctor, echo, threaded"
+    )
+    assert extras(default_lab) == []

@@ -283,3 +283,24 @@ def test_a_line_that_is_not_an_entry_is_refused_with_its_number() -> None:
         History.from_lines('{"kind": "run"}\nnot json\n', source="h")
     with pytest.raises(HistoryError, match=r"h:1: not a history entry"):
         History.from_lines('{"kind": "nonsense"}\n', source="h")
+
+
+# --------------------------------------------------------------------------- the command line, on a saved history
+
+
+def test_lab_chaos_check_reads_a_history_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It checks and draws a saved history, and says by its exit status whether every checker passed."""
+    from lab.cli import main
+
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    history({"chat": "chat"}, events=chat_events()).write(good)
+    history({"chat": "chat"}, events=chat_events(skip={("m2", "m1", 5)})).write(bad)
+    assert main(["chaos", "check", str(good)]) == 0
+    assert (tmp_path / "good.svg").read_text().startswith("<svg")
+    assert main(["chaos", "check", str(bad), "--timeline", str(tmp_path / "bad-picture.svg")]) == 1
+    out = capsys.readouterr().out
+    assert "chat     FAIL" in out and "m2 never saw m1's message 5" in out
+    assert (tmp_path / "bad-picture.svg").exists()
+    (tmp_path / "junk.jsonl").write_text("not json\n")
+    assert main(["chaos", "check", str(tmp_path / "junk.jsonl")]) == 2
+    assert "junk.jsonl:1: not JSON" in capsys.readouterr().err
