@@ -9,13 +9,14 @@ class: what a user does by hand, a test does in code, through the same lines.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from docker.models.containers import Container
 
-from lab import backends, capture, chaos, engine, impair, model
+from lab import backends, capture, chaos, engine, impair, model, reach
 from lab.backends import Backend, Say
 from lab.backends.base import quiet
 from lab.engine import LabError, Ran
@@ -121,9 +122,35 @@ class RunningLab:
         """Stop and remove the lab and everything labelled with it; what was removed."""
         return self.backend.down(self.project, topology=self.topology, files=files, volumes=volumes, say=say)
 
-    def status(self) -> list[backends.Row]:
+    def status(self, *, probe: bool = True) -> list[backends.Row]:
+        """One row per node; with ``probe``, each running node's published TCP ports connected to from here.
+
+        Docker's health check runs inside the container and cannot see a host port that refuses
+        (``lab.reach``): each row's ``probes`` say what this machine saw, all probed at once.
+        """
         order = [m.name for m in self.topology.members] if self.topology else []
-        return self.backend.status(self.project, order=order)
+        rows = self.backend.status(self.project, order=order)
+        if not probe or not any(r.published for r in rows):
+            return rows
+        here = engine.on_this_machine()
+        machine = engine.machine_name() if here and any(r.machine for r in rows) else ""
+
+        def elsewhere(row: backends.Row) -> str | None:
+            """Why a row's ports cannot be reached on this machine's loopback, or None."""
+            if not here:
+                return "the engine runs on another machine"
+            return f"published on {row.machine}" if row.machine and row.machine != machine else None
+
+        why = [elsewhere(row) if row.running else "" for row in rows]  # "": not running, nothing to probe
+        answers = iter(reach.probe_all([port for row, w in zip(rows, why, strict=True) if w is None
+                                        for port in row.published]))  # fmt: skip
+
+        def probes(row: backends.Row, why: str | None) -> tuple[reach.Reach, ...]:
+            if why is None:
+                return tuple(next(answers) for _port in row.published)
+            return tuple(reach.not_probed(port, why) for port in row.published) if why else ()
+
+        return [dataclasses.replace(row, probes=probes(row, w)) for row, w in zip(rows, why, strict=True)]
 
     def ref(self, node: str, *, network: str | None = None) -> model.NodeRef:
         return self.backend.node_ref(self.project, node, network=network)

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 CHAOS_LABEL = "testbed.chaos"  # the run's tag, on the clients' host and every workload container
 ROLE = "chaos"  # their testbed.sidecar role
-RECORDS_FILE = f"{CREOSOTE_LOG_DIR}/records.jsonl"
+RECORDS_NAME = "records.jsonl"
+RECORDS_FILE = f"{CREOSOTE_LOG_DIR}/{RECORDS_NAME}"
 # The built-in workloads: the service whose protocol (and port) each speaks.
 SERVICES = {"chat": "chat", "creosote": "creosote", "echo": "echo", "threaded": "threaded"}
 NAMES = tuple(SERVICES)
@@ -202,8 +203,13 @@ def remove(tag: str) -> list[str]:
 
 
 def stored(lab: RunningLab, node: str, tag: str) -> list[int]:
-    """The sequence numbers of run ``tag`` in the sink's records file, once per record (a duplicate twice)."""
-    ran = lab.exec(node, "grep", "-F", "--", f"chaos {tag} ", RECORDS_FILE)
+    """The sequence numbers of run ``tag`` in the sink's records files, once per record (a duplicate twice).
+
+    Every kept file is read: the sink rotates ``records.jsonl`` to ``records.jsonl.1`` and on by size,
+    and a record is in exactly one of them.
+    """
+    ran = lab.exec(node, "grep", "-r", "-h", "-F", "--include", f"{RECORDS_NAME}*", "--", f"chaos {tag} ",
+                   CREOSOTE_LOG_DIR)  # fmt: skip
     if ran.code not in (0, 1):  # grep: 1 is "no line matched"
         raise LabError(f"cannot read {node}'s {RECORDS_FILE}: {ran.output.strip()[-300:]}", "is it a creosote sink?")
     return sequence_numbers(ran.out, tag)
