@@ -8,14 +8,15 @@ class: what a user does by hand, a test does in code, through the same lines.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from docker.models.containers import Container
 
-from lab import backends, capture, engine, impair, model, reach
+from lab import backends, capture, chaos, engine, impair, model, reach
 from lab.backends import Backend, Say
 from lab.backends.base import quiet
 from lab.engine import LabError, Ran
@@ -51,8 +52,16 @@ class NodeHandle:
         self.container.restart(timeout=2)
 
     def kill(self) -> None:
-        """SIGKILL; its restart policy starts it again (Compose's ``unless-stopped``)."""
+        """SIGKILL. Docker counts a kill as a stop by hand: the node stays down until ``start``."""
         self.container.kill()
+
+    def stop(self, *, timeout: int = 2) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; down until ``start``."""
+        self.container.stop(timeout=timeout)
+
+    def start(self) -> None:
+        """Start it again after ``kill`` or ``stop`` (nothing happens if it runs)."""
+        self.container.start()
 
     def pause(self) -> None:
         self.container.pause()
@@ -189,6 +198,10 @@ class RunningLab:
         """The impairments, partitions and disconnections in force, each saying whether its sidecar still runs."""
         return impair.active(self.project)
 
+    def unpartition(self, a: str, b: str) -> bool:
+        """Undo the partition between two nodes alone; True if there was one."""
+        return impair.unpartition(self.ref(a), self.ref(b))
+
     def heal(self) -> int:
         """Undo every partition and disconnection; how many."""
         return impair.heal(self.project)
@@ -202,3 +215,35 @@ class RunningLab:
         else:
             where = self.ref(target)
         return capture.captured(capture.capture(where, output, duration=duration, count=count, expression=expression))
+
+    @contextlib.contextmanager
+    def faults(self, schedule: str | Path | chaos.Schedule, *, seed: int = 0,
+               workloads: str | Sequence[str | chaos.Workload] | None = None, history: Path | None = None,
+               say: Say = quiet) -> Iterator[chaos.History]:  # fmt: skip
+        """Run a fault schedule (a file, or a loaded ``Schedule``) with ``seed`` while the block runs.
+
+        ``workloads``: names like ``"chat"`` or ``"echo=my-echo:7007"`` (or one comma-separated
+        string); ``None`` runs every built-in workload whose server is a node of the lab. The
+        block runs once the workloads are ready and the clock has started; leaving it waits for
+        the schedule to end. On leaving, by any way (an exception, Ctrl-C), every step still in
+        force is undone, the workloads are collected and the nodes checked healthy; the history
+        (``history``: also written there, line by line) then holds everything, for
+        ``lab.chaos.check`` and the ``check_*`` functions. ``ChaosError`` if the lab could not be
+        put back as it was.
+        """
+        plan = schedule if isinstance(schedule, chaos.Schedule) else chaos.load(schedule)
+        if workloads is None:
+            chosen = chaos.workloads.defaults(self)
+        elif isinstance(workloads, str):
+            chosen = chaos.workloads.parse_list(workloads)
+        else:
+            chosen = [w if isinstance(w, chaos.Workload) else chaos.Workload.parse(w) for w in workloads]
+        runner = chaos.Runner(self, plan, seed=seed, workloads=chosen, history=history, say=say)
+        runner.start()
+        aborted = True
+        try:
+            yield runner.history
+            runner.wait()
+            aborted = False
+        finally:
+            runner.finish(aborted=aborted)

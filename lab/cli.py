@@ -27,9 +27,11 @@ import docker.errors
 from common.errors import TestbedError
 from lab import backends, compose, graph, model, reach
 from lab.api import RunningLab
+from lab.cli_chaos import cmd_chaos
 from lab.cli_table import UsageError, parser
 from lab.impair import Active
-from lab.loader import LAB_NAME, TopologyError, load
+from lab.loader import LAB_NAME, load
+from lab.yamlread import ReadError
 from protocols import registry
 
 DEFAULT_TOPOLOGY = Path("topology") / "default.yaml"
@@ -330,7 +332,7 @@ def _exposed_port(attrs: dict[str, Any], transport: str) -> int | None:
 HANDLERS = {
     "up": cmd_up, "down": cmd_down, "ps": cmd_ps, "exec": cmd_exec, "logs": cmd_logs, "impair": cmd_impair,
     "partition": cmd_partition, "heal": cmd_heal, "capture": cmd_capture, "graph": cmd_graph,
-    "validate": cmd_validate, "render": cmd_render, "wipe": cmd_wipe, "check": cmd_check,
+    "validate": cmd_validate, "render": cmd_render, "wipe": cmd_wipe, "check": cmd_check, "chaos": cmd_chaos,
 }  # fmt: skip
 
 
@@ -339,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return HANDLERS[args.verb](args)
-    except TopologyError as exc:
+    except ReadError as exc:  # a topology's or a schedule's problems, one file:line each
         print(exc, file=sys.stderr)
         return 2
     except UsageError as exc:
