@@ -23,7 +23,7 @@ from lab.chaos import History, ScheduleError, check
 from lab.engine import PROJECT_LABEL
 from lab.topology_fixture import TopologyLab
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.docker, pytest.mark.alone, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = ROOT / "examples" / "chaos" / "short.yaml"
