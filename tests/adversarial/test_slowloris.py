@@ -71,11 +71,16 @@ def trickle(socks: list[socket.socket], told: dict[int, bytes]) -> None:
             told[sock.fileno()] = f"closed: {exc.strerror}".encode()
 
 
-def served(port: int, exchange: Callable[[socket.socket], bool]) -> bool:
-    """A fresh client's whole exchange, within 10 s."""
+def served(port: int, exchange: Callable[[socket.socket], bool]) -> bool | str:
+    """A fresh client's whole exchange within 10 s: True, or what it read instead (the busy line, say)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
         client.settimeout(10)
-        return exchange(client)
+        try:
+            if exchange(client):
+                return True
+        except OSError as exc:
+            return f"{exc!r}, after reading {drain(client)!r}"
+        return f"read {drain(client)!r}"
 
 
 def read_until(sock: socket.socket, marker: bytes) -> bytes:
@@ -143,7 +148,10 @@ def test_tricklers_filling_every_slot_leave_a_well_behaved_client_served(
             _wait_readable(socks, TRICKLE_EVERY)
         # The server is full of tricklers now; each newcomer closes the one longest without a whole line.
         results = [served(host_port, exchange) for _ in range(3)]
-        assert results == [True, True, True], f"a well-behaved client of {node} was not served: {results}"
+        assert results == [True, True, True], (
+            f"a well-behaved client of {node} was not served: {results}; told {len(told)} of {len(socks)} so far: "
+            f"{sorted(set(told.values()))[:5]}; its log ends:\n{default_lab.node(node).logs()[-600:]}"
+        )
         # And the tricklers themselves: each is closed by its line deadline (or evicted) whatever trickles in.
         began = time.monotonic()
         while len(told) < len(socks) and time.monotonic() - began < DEADLINE[node] + 15:
@@ -162,7 +170,8 @@ def test_silent_connections_filling_doctor_give_way_to_a_newcomer(default_lab: T
     log_before = log_size(default_lab, "doctor")
     with connections(host_port, 280) as socks:
         time.sleep(1.5)  # the eviction grace: a victim must have been silent at least 1 s (not a readiness wait)
-        assert served(host_port, doctor_exchange), "a newcomer to a doctor full of silent connections was not served"
+        newcomer = served(host_port, doctor_exchange)
+        assert newcomer is True, f"a newcomer to a doctor full of silent connections was not served: {newcomer}"
         _wait_readable(socks, 2.0)
         evicted = sum(EVICTED in drain(sock) for sock in socks)
     assert evicted >= 1, "no silent connection was told it was evicted"
