@@ -1,13 +1,16 @@
 """Creosote, the UDP log sink ("Mr. Creosote"): it swallows every datagram.
 
-    python -m services.creosote [--port 7739] [--log-file PATH] [--redirect HOST:PORT]
+    python -m services.creosote [--port 7739] [--log-file PATH [--raw]] [--redirect HOST:PORT]
 
 Bucket mode (the default) turns each datagram, or each message reassembled from
 ``spew`` chunks, into a record: one ``record`` event line on stdout and, with
 ``--log-file``, one JSON line in the file, flushed within 100 ms. Redirector
 mode relays every datagram to ``--redirect``, behind a hop line counting the
 redirectors it has passed (``protocols.creosote.add_hop``): past ``MAX_HOPS``
-it is dropped, so redirectors in a loop stop. Both answer the probe
+it is dropped, so redirectors in a loop stop. Raw mode (``--raw``) writes each
+datagram to ``--log-file`` as the line it came as and does nothing else: the
+leanest work, the one to compare with a syslog daemon writing raw lines. All
+answer the probe
 ``\\x00creosote:ping``. No datagram, whatever its size or bytes, stops the loop:
 it becomes a record or a counted ``bad_datagram`` event.
 
@@ -452,6 +455,39 @@ def _preview(text: str) -> str:
     return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "…"
 
 
+class RawLines:
+    """Raw mode: each datagram one line of the file, as it came; no parsing, no JSON, no reassembly.
+
+    The bench compares it with rsyslog's raw template (``%rawmsg%``). Bytes that are
+    not UTF-8 are written as ``\\xNN`` and line breaks as ``\\n``/``\\r``, so one datagram
+    stays one line. Nothing per datagram reaches stdout: the probe's count says how many.
+    """
+
+    def __init__(self, writer: JsonlWriter) -> None:
+        self.count = 0
+        self._writer = writer
+
+    def handle(self, datagram: Datagram) -> None:
+        """Queue the datagram's line."""
+        line = datagram.data.decode("utf-8", "backslashreplace")
+        if "\n" in line or "\r" in line:
+            line = line.replace("\r", "\\r").replace("\n", "\\n")
+        self.count += 1
+        self._writer.add(line, datagram.now)
+
+    def timeout(self, now: float) -> float | None:
+        """When the writer's batch is due."""
+        return self._writer.timeout(now)
+
+    def tick(self, now: float) -> None:
+        """Write the batch if it is due."""
+        self._writer.tick(now)
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        self._writer.close()
+
+
 # --------------------------------------------------------------------------- redirector mode
 
 
@@ -559,6 +595,7 @@ class SinkConfig:
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
     log_file: Path | None = None
+    raw: bool = False  # each datagram a line of log_file, nothing else (RawLines)
     redirect: Address | None = None
     max_datagram: int = RECEIVE_BUFFER
     rcvbuf: int = DEFAULT_RCVBUF
@@ -574,7 +611,7 @@ def open_sink(config: SinkConfig, *, log: EventLog) -> Sink:
         sock.close()
         raise
     sink = Sink(sock, handler, log=log, buffer_size=config.max_datagram)
-    mode = "redirect" if config.redirect else "bucket"
+    mode = "redirect" if config.redirect else "raw" if config.raw else "bucket"
     got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     log("ready", host=sink.address[0], port=sink.address[1], mode=mode, rcvbuf=got, rcvbuf_requested=config.rcvbuf)
     if got < config.rcvbuf:  # Linux reports twice what was granted; less than asked means a cap
@@ -587,6 +624,8 @@ def _make_handler(config: SinkConfig, sock: socket.socket, log: EventLog) -> Han
         host, port = config.redirect
         return Relay(sock, Resolver(host, port, family=sock.family, log=log), log=log)
     writer = JsonlWriter(config.log_file, log=log) if config.log_file else None
+    if config.raw and writer is not None:
+        return RawLines(writer)
     return Bucket(log=log, writer=writer, reassembler=Reassembler(timeout=config.reassembly_timeout))
 
 
@@ -611,6 +650,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m services.creosote``."""
     parser = base_parser(SERVER, "UDP log sink: records every datagram, or relays it.", port=DEFAULT_PORT)
     parser.add_argument("--log-file", type=Path, help="append records as JSON Lines to this file (bucket mode)")
+    parser.add_argument(
+        "--raw", action="store_true", help="write each datagram to --log-file as a line, nothing else (leanest)"
+    )
     parser.add_argument(
         "--redirect", type=host_and_port, metavar="HOST:PORT", help="relay every datagram to HOST:PORT instead"
     )
@@ -639,10 +681,13 @@ def parse_config(argv: Sequence[str] | None = None) -> SinkConfig:
     args = parser.parse_args(argv)
     if args.redirect and args.log_file:
         parser.error("--log-file records in bucket mode; a redirector (--redirect) records nothing")
+    if args.raw and not args.log_file:
+        parser.error("--raw writes lines to --log-file: give --log-file PATH too")
     return SinkConfig(
         host=args.host,
         port=args.port,
         log_file=args.log_file,
+        raw=args.raw,
         redirect=args.redirect,
         max_datagram=args.max_datagram,
         rcvbuf=args.rcvbuf,

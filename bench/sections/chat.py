@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import report
+from bench import generators, report
 from bench.harness import Bench
 from bench.options import Options
 from bench.progress import say
@@ -36,9 +36,10 @@ def run(bench: Bench, opts: Options) -> dict[str, Any]:
             phase.pop("latency_us", None)
             t0, t1 = phase["t0_ns"], phase["t1_ns"]
             phase.update(clients=clients, round=rnd // 2, setup_s=result["setup_s"].get(phase["target"]),
-                         **bench.window_cores(phase["target"], t0, t1))
-            phases.append(phase)
+                         procs=1 + opts.chat_procs, **bench.window_cores(phase["target"], t0, t1))
+            phases.append(generators.judge(phase))
             rate, p95 = phase["deliveries_per_s"] / 1000, phase["p95_ms"] or 0
-            cell.append(f"{phase['target']} {rate:.0f}k/s p95 {p95:.1f} ms")
+            cell.append(f"{phase['target']} {rate:.0f}k/s p95 {p95:.1f} ms (generator {phase['loadgen_busiest']:.0%}"
+                        + (" BOUND)" if phase["generator_bound"] else ")"))
         say(f"chat {clients} clients: " + ", ".join(cell))
     return {"phases": phases, "summary": report.summarize_chat(phases)}

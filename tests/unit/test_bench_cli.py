@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli, options, report
+from bench import cli, options, report, tables
 from bench.options import parse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,7 +109,7 @@ def test_render_writes_json_markdown_and_svg_beside_the_output(tmp_path: Path,
     written = json.loads(out.read_text())
     assert written["targets"][0]["target"] == "threaded vs stdlib server"
     table = out.with_suffix(".md").read_text()
-    assert table == report.markdown(written)
+    assert table == tables.markdown(written)
     assert "| threaded | 20.0k (0.50 / 2.00) | 18.0k (0.50 / 30) | 0 |" in table
     ET.fromstring(out.with_suffix(".svg").read_text())
     printed = capsys.readouterr().out
