@@ -25,9 +25,12 @@ GENERATORS: dict[str, str] = {
     "upper-python": "python3 -m bench.loadgen upper: an epoll loop per process, one request in flight per connection",
     "redis-benchmark": "Debian's redis-benchmark (C, one thread): PING_INLINE, one request in flight per connection",
     "chat-python": "python3 -m bench.loadgen chat: epoll loops, the senders' process and --chat-procs receivers",
+    "chat-epoll": "bench-chat-driver (C): the same fan-out in one epoll loop, one process",
 }
 UDP_GENERATORS = {"sendmmsg": "udp-sendmmsg", "python": "udp-python"}  # --udp-generator -> name
 UDP_SENDER = "bench-udp-sender"  # bench/native/udp_sender.c, on the bench image's PATH
+CHAT_GENERATORS = {"epoll": "chat-epoll", "python": "chat-python"}  # --chat-generator -> name
+CHAT_DRIVER = "bench-chat-driver"  # bench/native/chat_driver.c
 # What every generator's JSON must hold for the bench to place its window and judge it.
 REQUIRED = ("t0_ns", "t1_ns", "loadgen_cpu_s")
 
@@ -46,6 +49,19 @@ def udp_command(generator: str, *, host: str, port: int, size: int, rate: int, d
     if generator == "python":
         return ["python3", "-m", "bench.loadgen", "udp", *common, "--procs", str(procs)]
     raise ValueError(f"unknown UDP generator {generator!r}: choose from {', '.join(UDP_GENERATORS)}")
+
+
+def chat_command(generator: str, *, chat: str | None, redis: str | None, clients: int, senders: int,
+                 duration: float, warmup: float, rounds: int, procs: int) -> list[str]:
+    """The command line of one chat fan-out run (both rooms, alternating) with ``generator``."""
+    rooms = [*(["--chat", chat] if chat else []), *(["--redis", redis] if redis else [])]
+    common = [*rooms, "--clients", str(clients), "--senders", str(senders), "--duration", f"{duration:g}",
+              "--warmup", f"{warmup:g}", "--rounds", str(rounds)]
+    if generator == "epoll":
+        return [CHAT_DRIVER, *common]
+    if generator == "python":
+        return ["python3", "-m", "bench.loadgen", "chat", *common, "--procs", str(procs)]
+    raise ValueError(f"unknown chat generator {generator!r}: choose from {', '.join(CHAT_GENERATORS)}")
 
 
 def read_result(text: str | bytes, *, generator: str | None = None) -> dict[str, Any]:

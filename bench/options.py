@@ -47,6 +47,7 @@ the Markdown table.
 SECTIONS = ("upper", "udp", "chat", "lab")  # the order they run in
 UDP_WORK = ("parsed", "raw")  # what the sinks do with each datagram (bench.sections.udp)
 UDP_GENERATOR_NAMES = ("sendmmsg", "python")  # bench.generators.UDP_GENERATORS
+CHAT_GENERATOR_NAMES = ("epoll", "python")  # bench.generators.CHAT_GENERATORS
 # The stdlib peer stands in for this service: it serves on its port, and its probe says when the peer is ready.
 PEER_STANDS_IN_FOR = "threaded"
 
@@ -95,6 +96,7 @@ class Options:
     clients: list[int]
     chat_senders: int
     chat_procs: int
+    chat_generator: str
     output: Path  # results/bench.json; the .md and .svg go beside it
     render: Path | None  # only re-render the table and plot from this JSON
     argv: list[str]  # as given, for the result's meta
@@ -146,7 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also measure creosote with its stdout in Docker's json-file log, as the lab runs it")
     parser.add_argument("--clients", type=_ints, default=[10, 100, 1000], help="chat clients (default 10,100,1000)")
     parser.add_argument("--chat-senders", type=int, default=10, help="chat members sending (default: %(default)s)")
-    parser.add_argument("--chat-procs", type=int, default=1, help="extra receiver processes in the chat generator")
+    parser.add_argument("--chat-procs", type=int, default=1,
+                        help="extra receiver processes in the Python chat generator (default: %(default)s)")
+    parser.add_argument("--chat-generator", choices=CHAT_GENERATOR_NAMES, default=CHAT_GENERATOR_NAMES[0],
+                        help="the chat driver: the compiled epoll one or the Python one (default: %(default)s)")
     parser.add_argument("--pin", action="store_true",
                         help="servers on CPU 0, the load generator on CPU 1 (docker --cpuset-cpus)")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "results" / "bench.json")
@@ -190,6 +195,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         clients=args.clients,
         chat_senders=args.chat_senders,
         chat_procs=args.chat_procs,
+        chat_generator=args.chat_generator,
         output=args.output,
         render=args.render,
         argv=argv,

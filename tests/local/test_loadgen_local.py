@@ -142,3 +142,33 @@ def test_the_compiled_sender_refuses_bad_options_in_one_line(native: Path, argv:
     done = subprocess.run([str(native / "bench-udp-sender"), *argv], capture_output=True, text=True, timeout=10)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.startswith(f"error: {why} (usage: bench-udp-sender ") and done.stderr.count("\n") == 1
+
+
+def test_the_compiled_chat_driver_delivers_every_message_to_every_other_member(server: Start, native: Path) -> None:
+    chat = server("services.chat")
+    done = subprocess.run([str(native / "bench-chat-driver"), "--chat", f"{LOCAL}:{chat.tcp}", "--clients", "4",
+                           "--senders", "2", "--duration", "0.3", "--warmup", "0.1", "--rounds", "2"],
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+    result = generators.read_result(done.stdout)
+    assert (result["generator"], result["clients"], result["senders"], result["fanout"]) == ("chat-epoll", 4, 2, 3)
+    assert set(result["setup_s"]) == {"chat"}
+    assert [phase["target"] for phase in result["phases"]] == ["chat", "chat"]
+    for phase in result["phases"]:
+        assert phase["errors"] == 0 and phase["messages"] > 0
+        # Each message reaches the 3 other members; the window may cut the first and last message short.
+        assert 3 * phase["messages"] - 3 * 2 <= phase["deliveries"] <= 3 * phase["messages"] + 3 * 2
+        assert 0 < phase["p50_ms"] <= phase["p95_ms"] <= phase["p99_ms"]
+        assert 0.25 < phase["window_s"] < 1 and 0 < phase["busiest_cpu_s"] == phase["loadgen_cpu_s"]
+
+
+@pytest.mark.parametrize(("argv", "why"), [
+    ([], "give --chat, --redis or both"),
+    (["--chat", "nowhere"], "--chat and --redis take HOST:PORT"),
+    (["--chat", f"{LOCAL}:1", "--clients", "1"], "--clients must be 2 or more"),
+    (["--chat", f"{LOCAL}:1", "--duration", "0"], "--duration and --timeout must be more than 0"),
+])
+def test_the_compiled_chat_driver_refuses_bad_options_in_one_line(native: Path, argv: list[str], why: str) -> None:
+    done = subprocess.run([str(native / "bench-chat-driver"), *argv], capture_output=True, text=True, timeout=10)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(f"error: {why}") and done.stderr.count("\n") == 1

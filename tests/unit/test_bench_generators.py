@@ -47,6 +47,20 @@ def test_udp_commands_name_the_compiled_or_the_python_sender() -> None:
         udp_command("rust", host="h", port=1, size=100, rate=1, duration=1, procs=1)
 
 
+def test_chat_commands_name_the_compiled_or_the_python_driver_and_only_the_rooms_given() -> None:
+    c = generators.chat_command("epoll", chat="10.0.0.4:5000", redis=None, clients=100, senders=10, duration=1.5,
+                                warmup=0.3, rounds=3, procs=1)
+    assert c == ["bench-chat-driver", "--chat", "10.0.0.4:5000", "--clients", "100", "--senders", "10",
+                 "--duration", "1.5", "--warmup", "0.3", "--rounds", "3"]
+    py = generators.chat_command("python", chat="c:5000", redis="r:6379", clients=10, senders=10, duration=1,
+                                 warmup=0, rounds=1, procs=2)
+    assert py[:4] == ["python3", "-m", "bench.loadgen", "chat"] and py[-2:] == ["--procs", "2"]
+    assert py[4:8] == ["--chat", "c:5000", "--redis", "r:6379"]
+    with pytest.raises(ValueError, match="choose from epoll, python"):
+        generators.chat_command("go", chat="c:1", redis=None, clients=2, senders=1, duration=1, warmup=0, rounds=1,
+                                procs=0)
+
+
 @pytest.mark.parametrize(("node", "tag"), [
     ("testbed/node:latest", "latest"), ("testbed/node:wt-bench", "wt-bench"), ("testbed/node", "latest"),
     ("registry.example:5000/testbed/node", "latest"), ("registry.example:5000/node:v2", "v2"),
@@ -213,4 +227,5 @@ def test_gen_cells() -> None:
 
 def test_every_generator_has_a_description() -> None:
     assert set(generators.UDP_GENERATORS.values()) <= set(generators.GENERATORS)
+    assert set(generators.CHAT_GENERATORS.values()) <= set(generators.GENERATORS)
     assert all(text for text in generators.GENERATORS.values())
