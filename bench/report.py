@@ -125,7 +125,8 @@ def summarize_udp(trials: Iterable[Row]) -> list[Row]:
                 "rate": rate, "runs": len(tries), "loss": _median_of(tries, "loss"),
                 "rate_sent": _median_of(tries, "rate_sent"), "rcvbuf_errors": _median_of(tries, "rcvbuf_errors"),
                 "server_cores": _median_of(tries, "server_cores"), "loadgen_cores": _median_of(tries, "loadgen_cores"),
-                "machine_cores": _median_of(tries, "machine_cores"), **generator_fields(tries),
+                "machine_cores": _median_of(tries, "machine_cores"),
+                "server_us_per_datagram": _median_of(tries, "server_us_per_datagram"), **generator_fields(tries),
             })
         best: Row | None = None
         ceiling = "ladder"
@@ -171,6 +172,13 @@ def _bound_note(*rows: Row) -> str:
     notes = [f"{row.get('server', row.get('target'))}: {row['generator_bound']}" for row in rows
              if row.get("generator_bound")]
     return f"; generator-bound ({'; '.join(notes)})" if notes else ""
+
+
+def us_per_datagram(cores: float | None, received: int, elapsed: float) -> float | None:
+    """A sink's CPU per datagram recorded (µs): what its work costs, whoever else shared the machine."""
+    if cores is None or not received or elapsed <= 0:
+        return None
+    return round(1e6 * cores / (received / elapsed), 2)
 
 
 def find(rows: Iterable[Row], **match: Any) -> Row | None:

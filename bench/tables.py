@@ -154,7 +154,8 @@ def _udp(udp: list[Row]) -> list[str]:
     if not udp:
         return []
     lines = ["", "**Log sinks**: highest rate with < 0.1 % loss (datagrams/s, 4 MiB receive buffer), each pair "
-             "doing the same work with every datagram; the generator's CPU at that rate", "",
+             "doing the same work with every datagram; at that rate, the sink's CPU per datagram (µs, all its "
+             "threads) and the generator's CPU", "",
              *_legend(_generators(udp)), "",
              "| size | work | creosote | rsyslog (peer) | ratio | what stops creosote | what stops rsyslog |",
              "|---|---|---:|---:|---:|---|---|"]
@@ -179,8 +180,11 @@ def udp_cell(row: Row | None) -> str:
     rate = row["max_lossless_rate"]
     if rate is None:
         return "none"
-    gen = gen_cell(row.get("at_max"))
-    return ("≥ " if row["ceiling"] != "loss" else "") + f"{rate:,.0f}" + (f" ({gen})" if gen else "")
+    at_max = row.get("at_max") or {}
+    notes = [f"{at_max['server_us_per_datagram']:.1f} µs" if at_max.get("server_us_per_datagram") else "",
+             gen_cell(at_max)]
+    shown = "; ".join(n for n in notes if n)
+    return ("≥ " if row["ceiling"] != "loss" else "") + f"{rate:,.0f}" + (f" ({shown})" if shown else "")
 
 
 def _fmt_ratio(cre: Row | None, rsy: Row | None) -> str:

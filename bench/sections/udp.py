@@ -155,9 +155,11 @@ def trial(bench: Bench, opts: Options, sink: Sink, *, size: int, rate: int) -> d
             after, last_change = now, time.monotonic()
     received = after - before
     t0, t1 = result["t0_ns"], result["t1_ns"]
+    cores = bench.window_cores(sink.name, t0, t1)
     result.update(
         server=sink.name, work=sink.work, received=received,
         loss=max(0.0, 1 - received / result["sent"]) if result["sent"] else 1.0,
-        rcvbuf_errors=_rcvbuf_errors(bench, sink) - errors_before, **bench.window_cores(sink.name, t0, t1),
+        rcvbuf_errors=_rcvbuf_errors(bench, sink) - errors_before, **cores,
+        server_us_per_datagram=report.us_per_datagram(cores["server_cores"], received, result["elapsed_s"]),
     )
     return generators.judge(result)

@@ -214,6 +214,16 @@ def test_the_udp_table_names_the_generator_and_marks_its_ceiling() -> None:
     assert "| 100 B | raw (each datagram as a line) | ≥ 15,000 (gen 30 %) | ≥ 15,000 (gen 30 %) | ~1.00x |" in text
 
 
+def test_a_sinks_cpu_per_datagram_is_its_cores_over_what_it_recorded() -> None:
+    assert report.us_per_datagram(0.86, 300_000, 6.0) == 17.2  # 0.86 cores for 50,000 records/s
+    assert report.us_per_datagram(None, 300_000, 6.0) is None
+    assert report.us_per_datagram(0.5, 0, 6.0) is None  # nothing recorded: no cost per record
+    trial = _trial("creosote", 50000, 0)
+    trial["server_us_per_datagram"] = 17.2
+    text = tables.markdown({"udp": {"summary": report.summarize_udp([trial])}})
+    assert "| ≥ 50,000 (17.2 µs; gen 30 %) |" in text
+
+
 def test_gen_cells() -> None:
     assert tables.gen_cell({"loadgen_busiest": 0.461}) == "gen 46 %"
     assert tables.gen_cell({"loadgen_busiest": 0.96, "generator_bound": "x", "runs": 3, "bound_runs": 3}) \
