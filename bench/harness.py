@@ -163,6 +163,13 @@ def rsyslog_ready(node: testing.Node) -> None:
     wait_until(check, timeout=30, interval=0.1, what="rsyslog to write a datagram to its file")
 
 
+# One trial's file must fit: rsyslog's JSON line of a 1 KB datagram is about 2.2 KB (the datagram as text
+# and as message), so 10 s at 150,000/s writes 3.3 GB. The tmpfs's pages count against the sink's memory
+# limit, so the sinks get DATA_BYTES more than that; each file is emptied once its trial is counted.
+DATA_BYTES = 4 * 2**30
+SINK_MEMORY = DATA_BYTES + 2**30
+
+
 def data_mount() -> list[Mount]:
     """A tmpfs for the sinks' output files: both write to memory, neither waits on the host's disk."""
-    return [Mount(target="/data", source="", type="tmpfs", tmpfs_size=2 * 2**30, tmpfs_mode=0o1777)]
+    return [Mount(target="/data", source="", type="tmpfs", tmpfs_size=DATA_BYTES, tmpfs_mode=0o1777)]

@@ -25,7 +25,7 @@ from typing import Any
 from docker.types import LogConfig
 
 from bench import generators, report
-from bench.harness import RSYSLOG_IMAGE, Bench, data_mount, rsyslog_ready
+from bench.harness import RSYSLOG_IMAGE, SINK_MEMORY, Bench, data_mount, rsyslog_ready
 from bench.options import Options
 from bench.progress import say
 from protocols.registry import SERVICES
@@ -56,6 +56,7 @@ LOGS_SINK = Sink("creosote-logs", "creosote", "parsed", docker_logs=True)
 def _start(bench: Bench, sink: Sink, opts: Options) -> None:
     if sink.server == "rsyslog":
         bench.start(sink.name, "rsyslog", image=RSYSLOG_IMAGE, ready=rsyslog_ready, mounts=data_mount(),
+                    mem_limit=SINK_MEMORY,
                     command=["rsyslogd", "-n", "-f", f"/etc/rsyslog-bench/{sink.work}.conf", "-i",
                              "/data/rsyslogd.pid"])
         return
@@ -65,7 +66,7 @@ def _start(bench: Bench, sink: Sink, opts: Options) -> None:
     # Its per-record stdout line goes nowhere (log driver "none"): the sinks are compared on their
     # own work, not on dockerd's JSON logging. "creosote-logs" measures it as the lab runs it.
     logs: dict[str, Any] = {} if sink.docker_logs else {"log_config": LogConfig(type="none")}
-    bench.start(sink.name, "creosote", command=command, mounts=data_mount(), **logs)
+    bench.start(sink.name, "creosote", command=command, mounts=data_mount(), mem_limit=SINK_MEMORY, **logs)
 
 
 def run(bench: Bench, opts: Options) -> dict[str, Any]:
@@ -137,8 +138,9 @@ def _rcvbuf_errors(bench: Bench, sink: Sink) -> int:
 def trial(bench: Bench, opts: Options, sink: Sink, *, size: int, rate: int) -> dict[str, Any]:
     """Send ``rate`` datagrams/s for ``--udp-duration`` s; count what the sink recorded."""
     node = bench.nodes[sink.name]
-    # Start each trial with empty files: the tmpfs holds a few trials, not a whole ladder.
-    bench.sh(node, f": > {RSYSLOG_FILE if sink.server == 'rsyslog' else CREOSOTE_FILE}")
+    # Each trial starts and ends with an empty file: the tmpfs holds one trial, not a whole ladder.
+    empty = f": > {RSYSLOG_FILE if sink.server == 'rsyslog' else CREOSOTE_FILE}"
+    bench.sh(node, empty)
     before, errors_before = _records(bench, sink), _rcvbuf_errors(bench, sink)
     port = RSYSLOG_PORT if sink.server == "rsyslog" else SERVICES["creosote"].ports[0].number
     result = bench.exec_json(*generators.udp_command(
@@ -154,6 +156,7 @@ def trial(bench: Bench, opts: Options, sink: Sink, *, size: int, rate: int) -> d
         if now != after:
             after, last_change = now, time.monotonic()
     received = after - before
+    bench.sh(node, empty)
     t0, t1 = result["t0_ns"], result["t1_ns"]
     cores = bench.window_cores(sink.name, t0, t1)
     result.update(
