@@ -164,7 +164,9 @@ def _udp(udp: list[Row]) -> list[str]:
             cre, rsy = find(udp, server=ours, size=size), find(udp, server=peer, size=size)
             if cre is None and rsy is None:
                 continue
-            lines.append(f"| {size} B | {WORK[work]} | {udp_cell(cre)} | {udp_cell(rsy)} | {_fmt_ratio(cre, rsy)} "
+            recorded = (cre or rsy or {}).get("work")
+            shown = WORK[work] if recorded == work else "(not recorded: measured before the pairs)"
+            lines.append(f"| {size} B | {shown} | {udp_cell(cre)} | {udp_cell(rsy)} | {_fmt_ratio(cre, rsy)} "
                          f"| {udp_reason(cre)} | {udp_reason(rsy)} |")
     for row in udp:
         if row["server"] == "creosote-logs":

@@ -164,7 +164,8 @@ def test_targets_say_what_is_met() -> None:
 
 
 def _trial(server: str, rate: int, loss: float, *, sent_rate: float | None = None) -> dict[str, Any]:
-    return {"server": server, "size": 100, "rate_asked": rate, "rate_sent": sent_rate or rate, "loss": loss,
+    return {"server": server, "work": "parsed", "size": 100, "rate_asked": rate, "rate_sent": sent_rate or rate,
+            "loss": loss,
             "rcvbuf_errors": int(loss * rate), "server_cores": 0.7, "loadgen_cores": 0.5, "machine_cores": 1.6}
 
 
