@@ -226,12 +226,14 @@ def test_a_sinks_cpu_per_datagram_is_its_cores_over_what_it_recorded() -> None:
 
 def test_a_result_from_before_the_generators_were_judged_still_renders_and_says_so() -> None:
     # Summary rows as results/bench.json held them before: no generator, no work, no verdict.
-    old_udp = [{"server": name, "size": 100, "max_lossless_rate": rate, "ceiling": ceiling, "at_max": {"rate": rate},
-                "first_failing": None, "steps": []} for name, rate, ceiling in [("creosote", 15000, "loss"),
-                                                                                 ("rsyslog", 75000, "sender")]]
+    old_udp: list[dict[str, Any]] = [
+        {"server": name, "size": 100, "max_lossless_rate": rate, "ceiling": ceiling, "at_max": {"rate": rate},
+         "first_failing": None, "steps": []}
+        for name, rate, ceiling in [("creosote", 15000, "loss"), ("rsyslog", 75000, "sender")]
+    ]
     old_chat = [{"target": t, "clients": 100, "deliveries_per_s": r, "p50_ms": 1.0, "p95_ms": 2.0, "errors": 0}
                 for t, r in (("chat", 129_600.0), ("redis", 183_600.0))]
-    result = {"udp": {"summary": old_udp}, "chat": {"summary": old_chat}}
+    result: dict[str, Any] = {"udp": {"summary": old_udp}, "chat": {"summary": old_chat}}
     result["targets"] = report.evaluate_targets([], old_udp, old_chat)
     text = tables.markdown(result)
     assert "| 100 B | (not recorded: measured before the pairs) | 15,000 | ≥ 75,000 | ≤ 0.20x |" in text
