@@ -85,6 +85,22 @@ percent = _unit(units.parse_percent)
 rate_kbit = _unit(units.parse_rate_kbit)
 
 
+def size_at_least(least: int, why: str) -> Callable[[str], int]:
+    """A size in bytes (``16MiB``, ``1048576``; ``common.units``) of at least ``least``; ``why`` says why not less."""
+
+    def parse(text: str) -> int:
+        try:
+            value = units.parse_size_bytes(text)
+        except units.UnitError as exc:
+            raise argparse.ArgumentTypeError(exc.explained()) from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{text} is less than {units.plain_size(least)}: {why}")
+        return value
+
+    parse.__name__ = "size"
+    return parse
+
+
 def non_negative_int(text: str) -> int:
     """A whole number, zero or more (an offset)."""
     value = int(_number(text, int, "a whole number"))

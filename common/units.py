@@ -1,4 +1,4 @@
-"""The one grammar for the lab's units: durations, percentages and rates.
+"""The one grammar for the lab's units: durations, percentages, rates and sizes.
 
 The topology loader, ``lab impair`` and every later file format read units here,
 so ``rate: 10mbit`` in a file and ``--rate 10mbit`` on a command line mean the same,
@@ -19,6 +19,7 @@ _QUANTITY = re.compile(rf"^\s*{_NUMBER}\s*([a-zµ%]*)\s*$", re.IGNORECASE)
 
 DURATION_FORMS = "a duration like 80ms, 1s, 1.5s or 250us"
 PERCENT_FORMS = "a percentage from 0% to 100%, like 5% or 0.5%"
+SIZE_FORMS = "a size like 16MiB, 512KiB or 1048576 (bytes; kB, MB, GB are the decimal ones)"
 RATE_FORMS = "a rate like 1mbit, 512kbit or 1gbit (bits per second; kibit, mibit, gibit are the binary ones)"
 
 DURATION_MS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3}
@@ -31,6 +32,7 @@ RATE_KBIT = {
     "mibit": 1024 * 1.024,
     "gibit": 1024 * 1024 * 1.024,
 }
+SIZE_BYTES = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
 BYTE_RATES = {
     "bps": ("bit", "bytes"),
     "kbps": ("kbit", "kilobytes"),
@@ -92,6 +94,22 @@ def parse_rate_kbit(text: str) -> float:
     if unit not in RATE_KBIT or value <= 0:
         raise UnitError(text, "rate", f"write {RATE_FORMS}")
     return value * RATE_KBIT[unit]
+
+
+def parse_size_bytes(text: str) -> int:
+    """``16MiB`` -> 16777216, ``1.5KiB`` -> 1536, ``2MB`` -> 2000000, a bare ``4096`` -> 4096 bytes."""
+    value, unit = _split(text, "size", SIZE_FORMS)
+    if unit not in SIZE_BYTES:
+        raise UnitError(text, "size", f"write {SIZE_FORMS}")
+    return round(value * SIZE_BYTES[unit])
+
+
+def plain_size(size: int) -> str:
+    """Bytes as written back to a user, in the largest binary unit that divides them: 16MiB, 1536, 4KiB."""
+    for unit in ("gib", "mib", "kib"):
+        if size and size % SIZE_BYTES[unit] == 0:
+            return f"{size // SIZE_BYTES[unit]}{unit[0].upper()}iB"
+    return str(size)
 
 
 def plain_number(value: float) -> str:

@@ -8,13 +8,15 @@ class: what a user does by hand, a test does in code, through the same lines.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from docker.models.containers import Container
 
-from lab import backends, capture, engine, impair, model
+from lab import backends, capture, chaos, engine, impair, model, reach
 from lab.backends import Backend, Say
 from lab.backends.base import quiet
 from lab.engine import LabError, Ran
@@ -50,8 +52,16 @@ class NodeHandle:
         self.container.restart(timeout=2)
 
     def kill(self) -> None:
-        """SIGKILL; its restart policy starts it again (Compose's ``unless-stopped``)."""
+        """SIGKILL. Docker counts a kill as a stop by hand: the node stays down until ``start``."""
         self.container.kill()
+
+    def stop(self, *, timeout: int = 2) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; down until ``start``."""
+        self.container.stop(timeout=timeout)
+
+    def start(self) -> None:
+        """Start it again after ``kill`` or ``stop`` (nothing happens if it runs)."""
+        self.container.start()
 
     def pause(self) -> None:
         self.container.pause()
@@ -112,9 +122,35 @@ class RunningLab:
         """Stop and remove the lab and everything labelled with it; what was removed."""
         return self.backend.down(self.project, topology=self.topology, files=files, volumes=volumes, say=say)
 
-    def status(self) -> list[backends.Row]:
+    def status(self, *, probe: bool = True) -> list[backends.Row]:
+        """One row per node; with ``probe``, each running node's published TCP ports connected to from here.
+
+        Docker's health check runs inside the container and cannot see a host port that refuses
+        (``lab.reach``): each row's ``probes`` say what this machine saw, all probed at once.
+        """
         order = [m.name for m in self.topology.members] if self.topology else []
-        return self.backend.status(self.project, order=order)
+        rows = self.backend.status(self.project, order=order)
+        if not probe or not any(r.published for r in rows):
+            return rows
+        here = engine.on_this_machine()
+        machine = engine.machine_name() if here and any(r.machine for r in rows) else ""
+
+        def elsewhere(row: backends.Row) -> str | None:
+            """Why a row's ports cannot be reached on this machine's loopback, or None."""
+            if not here:
+                return "the engine runs on another machine"
+            return f"published on {row.machine}" if row.machine and row.machine != machine else None
+
+        why = [elsewhere(row) if row.running else "" for row in rows]  # "": not running, nothing to probe
+        answers = iter(reach.probe_all([port for row, w in zip(rows, why, strict=True) if w is None
+                                        for port in row.published]))  # fmt: skip
+
+        def probes(row: backends.Row, why: str | None) -> tuple[reach.Reach, ...]:
+            if why is None:
+                return tuple(next(answers) for _port in row.published)
+            return tuple(reach.not_probed(port, why) for port in row.published) if why else ()
+
+        return [dataclasses.replace(row, probes=probes(row, w)) for row, w in zip(rows, why, strict=True)]
 
     def ref(self, node: str, *, network: str | None = None) -> model.NodeRef:
         return self.backend.node_ref(self.project, node, network=network)
@@ -162,6 +198,10 @@ class RunningLab:
         """The impairments, partitions and disconnections in force, each saying whether its sidecar still runs."""
         return impair.active(self.project)
 
+    def unpartition(self, a: str, b: str) -> bool:
+        """Undo the partition between two nodes alone; True if there was one."""
+        return impair.unpartition(self.ref(a), self.ref(b))
+
     def heal(self) -> int:
         """Undo every partition and disconnection; how many."""
         return impair.heal(self.project)
@@ -175,3 +215,35 @@ class RunningLab:
         else:
             where = self.ref(target)
         return capture.captured(capture.capture(where, output, duration=duration, count=count, expression=expression))
+
+    @contextlib.contextmanager
+    def faults(self, schedule: str | Path | chaos.Schedule, *, seed: int = 0,
+               workloads: str | Sequence[str | chaos.Workload] | None = None, history: Path | None = None,
+               say: Say = quiet) -> Iterator[chaos.History]:  # fmt: skip
+        """Run a fault schedule (a file, or a loaded ``Schedule``) with ``seed`` while the block runs.
+
+        ``workloads``: names like ``"chat"`` or ``"echo=my-echo:7007"`` (or one comma-separated
+        string); ``None`` runs every built-in workload whose server is a node of the lab. The
+        block runs once the workloads are ready and the clock has started; leaving it waits for
+        the schedule to end. On leaving, by any way (an exception, Ctrl-C), every step still in
+        force is undone, the workloads are collected and the nodes checked healthy; the history
+        (``history``: also written there, line by line) then holds everything, for
+        ``lab.chaos.check`` and the ``check_*`` functions. ``ChaosError`` if the lab could not be
+        put back as it was.
+        """
+        plan = schedule if isinstance(schedule, chaos.Schedule) else chaos.load(schedule)
+        if workloads is None:
+            chosen = chaos.workloads.defaults(self)
+        elif isinstance(workloads, str):
+            chosen = chaos.workloads.parse_list(workloads)
+        else:
+            chosen = [w if isinstance(w, chaos.Workload) else chaos.Workload.parse(w) for w in workloads]
+        runner = chaos.Runner(self, plan, seed=seed, workloads=chosen, history=history, say=say)
+        runner.start()
+        aborted = True
+        try:
+            yield runner.history
+            runner.wait()
+            aborted = False
+        finally:
+            runner.finish(aborted=aborted)

@@ -25,10 +25,13 @@ from typing import Any
 import docker.errors
 
 from common.errors import TestbedError
-from lab import backends, compose, graph, model
+from lab import backends, compose, graph, model, reach
 from lab.api import RunningLab
+from lab.cli_chaos import cmd_chaos
 from lab.cli_table import UsageError, parser
-from lab.loader import LAB_NAME, TopologyError, load
+from lab.impair import Active
+from lab.loader import LAB_NAME, load
+from lab.yamlread import ReadError
 from protocols import registry
 
 DEFAULT_TOPOLOGY = Path("topology") / "default.yaml"
@@ -155,7 +158,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     lab = RunningLab.up(topology, files=backends.state_dir(args.state_dir), profiles=args.profile, swarm=args.swarm,
                         port_offset=args.port_offset, say=say)  # fmt: skip
     say(f"lab {topology.name} is up {lab.backend.where(topology.project)} in {time.monotonic() - started:.1f} s")
-    print(backends.table([r for r in lab.status() if r.role != "routes"]))
+    rows = lab.status()
+    print(backends.table([r for r in rows if r.role != "routes"]))
+    _host_port_trouble(lab, rows, lab.changes())
     return 0
 
 
@@ -184,6 +189,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     print(f"lab {lab.name} {lab.backend.where(lab.project)}")
     print(backends.table(rows))
     changes = lab.changes()
+    _host_port_trouble(lab, rows, changes)
     if changes:
         print("\nin force:")
     for change in changes:
@@ -191,6 +197,18 @@ def cmd_ps(args: argparse.Namespace) -> int:
         dead = "" if change.alive else "  NOT IN FORCE: its sidecar stopped (lab impair --clear, then impair again)"
         print(f"  {change.container}  {change.role}  {change.detail}{dead}")
     return 0
+
+
+def _host_port_trouble(lab: RunningLab, rows: Sequence[backends.Row], changes: Sequence[Active]) -> None:
+    """Under the table, each node whose host port does not answer from here though Docker may call it healthy."""
+    cut_off = {change.container for change in changes if change.role == "disconnect"}
+    troubled = [(row, verdict) for row in rows if (verdict := reach.verdict(row.state, row.probes))]
+    if troubled:
+        print("\nnot answering from this machine:")
+    for row, verdict in troubled:
+        logs = f"lab logs -t {lab.name} {row.node}"
+        print(f"  {row.node}: {verdict}")
+        print(f"    {reach.advice(row.probes, restart=row.restart, cut_off=row.container in cut_off, logs=logs)}")
 
 
 def cmd_wipe(args: argparse.Namespace) -> int:
@@ -226,12 +244,12 @@ def _docker(args: Sequence[str]) -> int:
 
 
 def cmd_impair(args: argparse.Namespace) -> int:
-    lab = target(args)
     where = f"{args.node}" + (f" on {args.network}" if args.network else "")
     if args.clear:
-        lab.clear(args.node, network=args.network)
+        target(args).clear(args.node, network=args.network)
         print(f"cleared impairments of {where}")
         return 0
+    # The values first: a delay above the bound is refused before any Docker call, engine or not.
     if all(v is None for v in (args.delay, args.jitter, args.loss, args.rate)):
         raise UsageError("nothing to impair", "give --delay, --jitter, --loss or --rate, or --clear")
     try:
@@ -240,6 +258,7 @@ def cmd_impair(args: argparse.Namespace) -> int:
         raise UsageError(str(exc), "see lab impair --help") from None
     if spec.empty:  # "--delay 0" used to print "impaired" and change nothing
         raise UsageError("every value given is 0: nothing to impair", "give a value above 0, or --clear to remove")
+    lab = target(args)
     used = lab.impair(args.node, network=args.network, delay=args.delay, jitter=args.jitter, loss=args.loss,
                       rate=args.rate)  # fmt: skip
     print(f"impaired {where}: {spec.describe()} ({used})")
@@ -313,7 +332,7 @@ def _exposed_port(attrs: dict[str, Any], transport: str) -> int | None:
 HANDLERS = {
     "up": cmd_up, "down": cmd_down, "ps": cmd_ps, "exec": cmd_exec, "logs": cmd_logs, "impair": cmd_impair,
     "partition": cmd_partition, "heal": cmd_heal, "capture": cmd_capture, "graph": cmd_graph,
-    "validate": cmd_validate, "render": cmd_render, "wipe": cmd_wipe, "check": cmd_check,
+    "validate": cmd_validate, "render": cmd_render, "wipe": cmd_wipe, "check": cmd_check, "chaos": cmd_chaos,
 }  # fmt: skip
 
 
@@ -322,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return HANDLERS[args.verb](args)
-    except TopologyError as exc:
+    except ReadError as exc:  # a topology's or a schedule's problems, one file:line each
         print(exc, file=sys.stderr)
         return 2
     except UsageError as exc:

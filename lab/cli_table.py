@@ -23,6 +23,7 @@ EXAMPLES = """examples:
   lab down two-lans
   lab up --swarm                                the default lab as a Swarm stack (several machines)
   lab down --swarm
+  lab chaos run examples/chaos/default.yaml -t default --seed 7
 
 Which lab a verb acts on: the one named (-t NAME|FILE, or the topology
 argument of up, down, graph, validate and render), else the only lab
@@ -151,8 +152,46 @@ def _verbs(sub: Any) -> None:
     )
     _swarm(p, offset=True)
 
+    _chaos(sub)
+
     p = sub.add_parser("wipe", help="remove every container, network and volume labelled testbed.lab (or one lab's)")
     _lab(p)
+
+
+CHAOS_EXAMPLES = """examples:
+  lab chaos plan examples/chaos/default.yaml --seed 7      the steps seed 7 gives, one JSON line each
+  lab chaos run examples/chaos/default.yaml -t default --seed 7
+  lab chaos run short.yaml --workload chat,echo=my-echo:7007 --history run.jsonl
+  lab chaos check run.jsonl                                check and draw a saved history again
+
+The schedule format and what each checker owes: docs/chaos.md.
+"""
+
+
+def _chaos(sub: Any) -> None:
+    """``lab chaos``: its own verbs, like ``docker compose``'s under ``docker``."""
+    chaos = sub.add_parser("chaos", help="fault schedules: plan, run with workloads and checkers, check a history",
+                           epilog=CHAOS_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    verbs = chaos.add_subparsers(dest="chaos_verb", required=True, metavar="VERB")
+    seed = {"type": non_negative_int, "metavar": "N", "help": "the seed random steps are drawn with (default: a "
+            "new one, printed)"}  # fmt: skip
+    p = verbs.add_parser("plan", help="print a schedule's steps for a seed, one JSON line each")
+    p.add_argument("file", type=Path, help="a schedule file (YAML)")
+    p.add_argument("--seed", **seed)
+
+    p = verbs.add_parser("run", help="run a schedule on a running lab with workloads; check what the clients saw")
+    p.add_argument("file", type=Path, help="a schedule file (YAML)")
+    _lab(p)
+    p.add_argument("--seed", **seed)
+    p.add_argument("--workload", metavar="NAME[=NODE[:PORT]],...",
+                   help="chat, creosote, echo, threaded, or none (default: each whose server is a node of the lab)")
+    p.add_argument("--history", type=Path, metavar="FILE",
+                   help="the history, JSON lines (default: .lab/<lab>/chaos-<seed>.jsonl)")
+    p.add_argument("--timeline", type=Path, metavar="FILE", help="the picture, SVG (default: the history's, .svg)")
+
+    p = verbs.add_parser("check", help="check a saved history again and draw its timeline")
+    p.add_argument("history_file", type=Path, metavar="HISTORY", help="a history written by lab chaos run")
+    p.add_argument("--timeline", type=Path, metavar="FILE", help="the picture, SVG (default: the history's, .svg)")
 
 
 def parser() -> argparse.ArgumentParser:

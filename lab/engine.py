@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,20 @@ def engine_major() -> int:
     version = str(client().version().get("Version", ""))
     digits = version.split(".", 1)[0]
     return int(digits) if digits.isdigit() else 0
+
+
+def on_this_machine() -> bool:
+    """Whether the engine runs here, so that the 127.0.0.1 it publishes ports on is this machine's.
+
+    The SDK names a unix socket's engine ``localhost``; ``tcp://`` and ``ssh://`` engines elsewhere keep
+    their host's name.
+    """
+    return urllib.parse.urlsplit(str(client().api.base_url)).hostname in ("localhost", "127.0.0.1", "::1")
+
+
+def machine_name() -> str:
+    """The engine's own name for its machine (its hostname): the MACHINE of its Swarm tasks."""
+    return str(client().info().get("Name", ""))
 
 
 def node_image() -> str:

@@ -11,7 +11,7 @@ the model derives them from these.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
 from lab import model
@@ -24,14 +24,18 @@ class NoRoom(ValueError):
 
 
 def free_subnets(
-    wanted: Sequence[IPv4Network], taken: Iterable[IPv4Network], *, pool: IPv4Network = POOL
+    wanted: Sequence[IPv4Network], taken: Iterable[IPv4Network], *, pool: IPv4Network = POOL, start: int = 0
 ) -> dict[IPv4Network, IPv4Network]:
-    """A free subnet of the same size for each of ``wanted``, overlapping nothing in ``taken`` nor each other."""
+    """A free subnet of the same size for each of ``wanted``, overlapping nothing in ``taken`` nor each other.
+
+    The search begins in the ``start``-th /16 of the pool (wrapping around): runs that start labs at the same
+    moment (parallel test workers) each begin somewhere else, so they rarely pick the same free subnet before
+    either has created it.
+    """
     busy = [t for t in taken if t.version == 4]
     found: dict[IPv4Network, IPv4Network] = {}
     for subnet in wanted:
-        candidates = pool.subnets(new_prefix=subnet.prefixlen) if subnet.prefixlen >= pool.prefixlen else iter(())
-        for candidate in candidates:
+        for candidate in _candidates(pool, subnet.prefixlen, start):
             if not any(candidate.overlaps(b) for b in busy):
                 found[subnet] = candidate
                 busy.append(candidate)
@@ -39,6 +43,16 @@ def free_subnets(
         else:
             raise NoRoom(f"no free /{subnet.prefixlen} left in {pool} for {subnet}")
     return found
+
+
+def _candidates(pool: IPv4Network, prefixlen: int, start: int) -> Iterator[IPv4Network]:
+    """Every subnet of ``prefixlen`` in the pool, region by region from the ``start``-th region on."""
+    if prefixlen < pool.prefixlen:
+        return
+    regions = list(pool.subnets(new_prefix=max(pool.prefixlen, min(16, prefixlen))))
+    first = start % len(regions)
+    for region in regions[first:] + regions[:first]:
+        yield from region.subnets(new_prefix=prefixlen)
 
 
 def _moved(address: IPv4Address | None, mapping: Mapping[IPv4Network, IPv4Network]) -> IPv4Address | None:

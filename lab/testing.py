@@ -32,6 +32,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -98,22 +99,23 @@ def sweep(client: docker.DockerClient, *, run: str | None = None) -> int:
         return labels.get("testbed.run.host", host) == host and not pid_alive(labels.get("testbed.run.pid", ""))
 
     # A topology lab of a dead run: its sidecars (impairments, partitions) carry only its testbed.lab label.
-    labs = {c.labels.get(LAB_LABEL) for c in client.containers.list(all=True, filters={"label": "testbed.suite"})
-            if doomed(c.labels)}  # fmt: skip
+    # ignore_removed: the engine is shared, and a container listed may be gone (another run's) before it is inspected.
+    listed = partial(client.containers.list, all=True, ignore_removed=True)
+    labs = {c.labels.get(LAB_LABEL) for c in listed(filters={"label": "testbed.suite"}) if doomed(c.labels)}
     for value in sorted({v for lab in filter(None, labs) for v in (lab, project_name(lab))}):  # sidecars name either
-        for sidecar in client.containers.list(all=True, filters={"label": [f"{LAB_LABEL}={value}", SIDECAR_LABEL]}):
+        for sidecar in listed(filters={"label": [f"{LAB_LABEL}={value}", SIDECAR_LABEL]}):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 sidecar.remove(force=True)
                 removed += 1
     # A sidecar whose node is gone serves nothing (its namespace went with the node): an earlier sweep's leftover.
-    existing = {str(c.id) for c in client.containers.list(all=True)}
-    for sidecar in client.containers.list(all=True, filters={"label": SIDECAR_LABEL}):
+    existing = {str(c.id) for c in client.containers.list(all=True, sparse=True)}
+    for sidecar in listed(filters={"label": SIDECAR_LABEL}):
         mode = str(sidecar.attrs["HostConfig"].get("NetworkMode", ""))
         if mode.startswith("container:") and mode.removeprefix("container:") not in existing:
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 sidecar.remove(force=True)
                 removed += 1
-    for container in client.containers.list(all=True, filters={"label": "testbed.suite"}):
+    for container in listed(filters={"label": "testbed.suite"}):
         if doomed(container.labels):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 container.remove(force=True, v=True)

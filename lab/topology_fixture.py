@@ -19,6 +19,7 @@ import dataclasses
 import ipaddress
 import itertools
 import socket
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,9 @@ def _taken_subnets(client: docker.DockerClient) -> list[ipaddress.IPv4Network]:
 def prepare(topology: model.Topology, *, run_labels: dict[str, str], taken: Sequence[ipaddress.IPv4Network],
             serial: int) -> tuple[model.Topology, dict[ipaddress.IPv4Network, ipaddress.IPv4Network]]:  # fmt: skip
     """The topology under a name of its own, on free subnets and host ports, labelled for the run."""
-    mapping = remap.free_subnets(remap.fixed_subnets(topology), taken)
+    # Each run (each parallel test worker) searches from its own part of the pool.
+    start = zlib.crc32(run_labels["testbed.run"].encode())
+    mapping = remap.free_subnets(remap.fixed_subnets(topology), taken, start=start)
     name = f"{topology.name[:24]}-{run_labels['testbed.run'][:6]}-{serial}"
     moved = remap.relocate(topology, mapping, name=name)
     nodes = tuple(

@@ -21,12 +21,15 @@ start with ``* ``, errors with ``error: `` and go to their cause alone::
     * you are now alice                           /nick alice; the others read "* guest1 is now alice"
     * bye, alice                                  /quit; then the server closes
     * alice joined                                when alice speaks, whispers, takes a nick, or after a grace
-    * alice left (quit|disconnected|connection reset|idle) | * alice dropped (too slow)   only if she was announced
+    * alice left (quit|disconnected|connection reset|idle|line too slow|server full)   if she was announced
+    * alice dropped (too slow)                    she did not read what was sent to her
     * 97 joined, 98 left (/who lists who is here) past PRESENCE_BURST arrivals and departures in a window
     * closing: nothing received for 600 s         to an idle member, then close
     * server shutting down                        to everyone, then close
     error: line longer than 4096 bytes            also: invalid UTF-8, unknown command, invalid or taken
     error: no such nick: carol                    nick, usage, "server full (N clients), try again later"
+    error: line not completed within 30 s, closing    to a member whose line took too long, then close
+    error: server full, closing the longest-idle connection   to the member closed to seat a newcomer
 """
 
 from __future__ import annotations
@@ -212,10 +215,14 @@ class ChatRoom:
 
     def expire(self, conn: ConnId, idle_seconds: float) -> list[Delivery]:
         """``conn`` said nothing for too long: a notice to it (then close), and to the others."""
+        return self.dismiss(conn, _line(f"* closing: nothing received for {idle_seconds:g} s"), "idle")
+
+    def dismiss(self, conn: ConnId, notice: bytes, reason: str) -> list[Delivery]:
+        """The server closes ``conn`` (idle, a line too slow, making room): ``notice`` to it, then close;
+        the others read that it left for ``reason``. Unknown ``conn``: nothing."""
         if conn not in self._nicks:
             return []
-        notice = Delivery(conn, _line(f"* closing: nothing received for {idle_seconds:g} s"), close=True)
-        return [notice, *self.leave(conn, "idle")]
+        return [Delivery(conn, notice, close=True), *self.leave(conn, reason)]
 
     def shutdown(self) -> list[Delivery]:
         """The server is stopping: tell everyone and close every connection."""

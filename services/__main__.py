@@ -13,7 +13,7 @@ from pathlib import Path
 import services
 from protocols.registry import SERVICES
 
-NOT_SERVERS = {"common", "launch", "runners", "__main__"}
+NOT_SERVERS = {"admission", "chat_connection", "chat_server", "common", "launch", "runners", "__main__"}
 
 
 def summaries() -> list[tuple[str, str]]:
@@ -22,7 +22,8 @@ def summaries() -> list[tuple[str, str]]:
     for info in pkgutil.iter_modules(services.__path__):
         if info.name in NOT_SERVERS:
             continue
-        source = Path(services.__path__[0], f"{info.name}.py").read_text(encoding="utf-8")
+        where = Path(services.__path__[0], info.name)
+        source = (where / "__init__.py" if info.ispkg else where.with_suffix(".py")).read_text(encoding="utf-8")
         found.append((info.name, _summary(ast.get_docstring(ast.parse(source)) or "", info.name)))
     return sorted(found)
 

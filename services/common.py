@@ -23,6 +23,13 @@ def peer_name(address: object) -> str:
     return str(address)
 
 
+def source_of(address: object) -> str:
+    """The source a connection is counted under for admission: its host, without the port."""
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return str(address)
+
+
 def base_parser(name: str, description: str, *, port: int) -> argparse.ArgumentParser:
     """An argument parser with the options every server takes."""
     parser = argparse.ArgumentParser(prog=f"python -m services.{name}", description=description)

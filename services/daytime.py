@@ -13,7 +13,7 @@ main = stream_service(
     "RFC 867 daytime server: TCP sends the date and time, then closes; UDP answers every datagram with one datagram.",
     daytime.DaytimeSession,
     port=daytime.PORT,
-    limits=Limits(max_clients=512, idle_timeout=10.0),
+    limits=Limits(max_clients=512, idle_timeout=10.0, line_deadline=None),  # it reads nothing
     udp_answer=daytime.answer_datagram,
 )
 

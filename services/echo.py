@@ -13,7 +13,7 @@ main = stream_service(
     "RFC 862 echo server: every byte comes back unchanged (TCP); every datagram comes back (UDP).",
     echo.EchoSession,
     port=echo.PORT,
-    limits=Limits(max_clients=256, idle_timeout=60.0),
+    limits=Limits(max_clients=256, idle_timeout=60.0, line_deadline=None),  # bytes, not lines: every byte is progress
     udp_answer=echo.answer_datagram,
 )
 

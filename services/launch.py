@@ -31,7 +31,7 @@ class Main(Protocol):
 def stream_parser(
     name: str, description: str, *, port: int, model: str, limits: Limits | Mapping[str, Limits]
 ) -> argparse.ArgumentParser:
-    """The options of every stream server: address, model, client cap, idle timeout.
+    """The options of every stream server: address, model, client cap and share, idle timeout, line deadline.
 
     ``limits`` is what the server allows by default, or per model (``--model`` picks the row).
     """
@@ -44,9 +44,27 @@ def stream_parser(
         f"(default: {_default(limits, 'max_clients')})",
     )
     parser.add_argument(
+        "--per-source",
+        type=positive_int,
+        metavar="CLIENTS",
+        help="slots one source address is sure of: free slots are anyone's, but when the server is full a "
+        "source holding this many can only displace its own longest-idle connection (default: half of "
+        f"--max-clients, {_default(limits, 'rules.per_source')})",
+    )
+    parser.add_argument(
         "--idle-timeout",
         type=positive_float,
         help=f"seconds a client may stay silent before it is closed (default: {_default(limits, 'idle_timeout')})",
+    )
+    lines = any(row.line_deadline is not None for row in _rows(limits))
+    parser.add_argument(
+        "--line-deadline",
+        type=positive_float,
+        metavar="SECONDS",
+        help="seconds from a line's first byte to its end, whatever trickles in meanwhile; past it the client "
+        f"gets an error line and is closed (default: {_default(limits, 'line_deadline')})"
+        if lines
+        else f"not for {name}: it serves bytes, not lines (--idle-timeout and eviction bound its clients)",
     )
     parser.add_argument(
         "--log-loopback",
@@ -56,23 +74,48 @@ def stream_parser(
     return parser
 
 
+def _rows(limits: Limits | Mapping[str, Limits]) -> list[Limits]:
+    return [limits] if isinstance(limits, Limits) else list(limits.values())
+
+
 def _default(limits: Limits | Mapping[str, Limits], field: str) -> str:
-    """A default for ``--help``: one value, or the value of each model when they differ."""
+    """A default for ``--help``: one value, or the value of each model when they differ (``rules.x``: a rule's)."""
+
+    def value(row: Limits) -> str:
+        source: object = row.rules if field.startswith("rules.") else row
+        return f"{getattr(source, field.removeprefix('rules.')):g}"
+
     if isinstance(limits, Limits):
-        return f"{getattr(limits, field):g}"
-    values = {model: f"{getattr(row, field):g}" for model, row in limits.items()}
+        return value(limits)
+    values = {model: value(row) for model, row in limits.items()}
     if len(set(values.values())) == 1:
         return next(iter(values.values()))
-    return ", ".join(f"{value} {model}" for model, value in values.items())
+    return ", ".join(f"{shown} {model}" for model, shown in values.items())
 
 
 def chosen_limits(limits: Limits | Mapping[str, Limits], args: argparse.Namespace) -> Limits:
-    """The limits of the model chosen, with what ``--max-clients`` and ``--idle-timeout`` override."""
+    """The limits of the model chosen, with what the options override.
+
+    Raises ``ValueError`` naming the options when they contradict each other.
+    """
     row = limits if isinstance(limits, Limits) else limits[args.model]
+    if args.line_deadline is not None and row.line_deadline is None:
+        raise ValueError(
+            "--line-deadline: this server serves bytes, not lines, so there is no line to time; "
+            "leave it out (--idle-timeout bounds a silent client)"
+        )
+    max_clients = args.max_clients or row.max_clients
+    if args.per_source is not None and args.per_source > max_clients:
+        raise ValueError(
+            f"--per-source {args.per_source} is more than the {max_clients} clients the server admits "
+            f"(--max-clients); give at most {max_clients}, or raise --max-clients"
+        )
     return replace(
         row,
-        max_clients=args.max_clients or row.max_clients,
+        max_clients=max_clients,
         idle_timeout=args.idle_timeout or row.idle_timeout,
+        per_source=args.per_source or (None if args.max_clients else row.per_source),
+        line_deadline=args.line_deadline or row.line_deadline,
     )
 
 
@@ -96,8 +139,11 @@ def stream_service(
 
     def serve(argv: Sequence[str] | None) -> int:
         args = parser.parse_args(argv)
+        try:
+            chosen = chosen_limits(limits, args)
+        except ValueError as exc:
+            parser.error(str(exc))
         log = EventLog(name, log_loopback=args.log_loopback)
-        chosen = chosen_limits(limits, args)
         raise_on_signals()
         stop = threading.Event()
         listener = bind_tcp(args.host, args.port)
@@ -110,7 +156,11 @@ def stream_service(
                 threading.Thread(
                     target=serve_datagrams, args=(udp, udp_answer), kwargs={"log": log, "stop": stop}, daemon=True
                 ).start()
-            log("ready", host=args.host, model=args.model, max_clients=chosen.max_clients, **fields)
+            rules = chosen.rules
+            fields.update(max_clients=rules.max_clients, per_source=rules.per_source)
+            if rules.line_deadline is not None:
+                fields["line_deadline"] = f"{rules.line_deadline:g}"
+            log("ready", host=args.host, model=args.model, **fields)
             serve_stream(listener, factory, model=args.model, limits=chosen, log=log, stop=stop)
         finally:
             stop.set()

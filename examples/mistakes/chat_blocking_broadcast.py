@@ -84,11 +84,12 @@ def handle(conn: socket.socket) -> None:
         guests += 1
         nick = f"guest{guests}"
         others = sorted(members.values())
-        members[conn] = nick
     here = f"* here: {', '.join(others)}" if others else "* nobody else is here yet"
     reason = "disconnected"
     try:
         send_to(conn, f"{GREETING}\n* you are {nick}; pick a nick with /nick NAME\n* commands: {COMMANDS}\n{here}")
+        with lock:  # seated after its greeting: no one else's news may come before it
+            members[conn] = nick
         broadcast(f"* {nick} joined", besides=conn)
         with conn.makefile("rb") as lines:
             for line in lines:
@@ -103,7 +104,7 @@ def handle(conn: socket.socket) -> None:
         pass
     finally:
         with lock:
-            nick = members.pop(conn)
+            nick = members.pop(conn, nick)
         conn.close()
         broadcast(f"* {nick} left ({reason})", besides=conn)
 

@@ -9,7 +9,7 @@ queue.
 
 The fix: a timeout on every client socket (``conn.settimeout``) so a silent one
 is closed, and a model that serves clients concurrently (threads, selectors,
-asyncio); see services/runners.py.
+asyncio); see services/runners/.
 
     python3 examples/mistakes/upper_iterative_no_timeout.py --port 9009
     python3 -m clients.check upper 127.0.0.1:9009

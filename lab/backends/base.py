@@ -22,7 +22,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from common.waiting import wait_until
-from lab import engine, model
+from lab import engine, model, reach
 from lab.engine import PROJECT_LABEL, STACK_LABEL, LabError
 from lab.swarm import NODE_LABEL
 from protocols import registry
@@ -42,18 +42,35 @@ class Row:
     role: str
     state: str
     addresses: str
-    ports: str
+    published: tuple[reach.Published, ...] = ()
     machine: str = ""  # the Swarm node running it; "" for Compose
+    restart: str = ""  # the command that restarts it (and so re-creates Docker's port proxy)
+    container: str = ""  # its container's name (Compose; a Swarm task's is on its machine)
+    probes: tuple[reach.Reach, ...] = ()  # how its ports answered from this machine (``RunningLab.status``)
+
+    @property
+    def ports(self) -> str:
+        return " ".join(map(str, self.published))
+
+    @property
+    def running(self) -> bool:
+        return self.state.startswith("running")
 
 
 def table(rows: Sequence[Row]) -> str:
-    """Rows as an aligned text table with a header; a MACHINE column when the rows are Swarm tasks."""
+    """Rows as an aligned text table with a header; a MACHINE column when the rows are Swarm tasks, and a
+    FROM THIS HOST column when their ports were probed."""
     swarm_rows = any(r.machine for r in rows)
+    probed = any(r.probes for r in rows)
     ports = "PORTS (every interface)" if swarm_rows else "PORTS (127.0.0.1 only)"
-    header = Row("NODE", "ROLE", "STATE", "ADDRESSES", ports, "MACHINE")
-    cells = [
-        (r.node, r.role, r.state, r.addresses, r.ports, *([r.machine] if swarm_rows else [])) for r in (header, *rows)
-    ]
+
+    def line(r: Row) -> tuple[str, ...]:
+        return (r.node, r.role, r.state, r.addresses, r.ports, *([reach.summary(r.probes)] if probed else []),
+                *([r.machine] if swarm_rows else []))  # fmt: skip
+
+    header = ("NODE", "ROLE", "STATE", "ADDRESSES", ports, *(["FROM THIS HOST"] if probed else []),
+              *(["MACHINE"] if swarm_rows else []))  # fmt: skip
+    cells = [header, *map(line, rows)]
     columns = len(cells[0])
     widths = [max(len(c[i]) for c in cells) for i in range(columns)]
     return "\n".join("  ".join(c[i].ljust(widths[i]) for i in range(columns)).rstrip() for c in cells)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from docker.models.containers import Container
 
-from lab import compose, engine, model
+from lab import compose, engine, model, reach
 from lab.backends.base import Backend, Row, Say, inventory, probe_programs, remove_labelled, remove_sidecars, run_docker
 from lab.engine import CONFIG_LABEL, PROJECT_LABEL, SERVICE_LABEL, LabError
 
@@ -148,7 +148,8 @@ class ComposeProject(Backend):
             role = str(container.labels.get(model.ROLE_LABEL, "node"))
             shares = node.removesuffix(compose.ROUTES_SUFFIX)
             addresses = _addresses(container, project) if role != "routes" else f"(shares {shares})"
-            rows.append(Row(node, role, _state(container), addresses, _ports(container)))
+            rows.append(Row(node, role, _state(container), addresses, _published(container),
+                            restart=f"docker restart {container.name}", container=str(container.name)))  # fmt: skip
         rank = {name: i for i, name in enumerate(order)}
         return sorted(rows, key=lambda r: (rank.get(r.node, len(rank)), r.node))
 
@@ -167,10 +168,6 @@ def _addresses(container: Container, project: str) -> str:
     return " ".join(sorted(parts))
 
 
-def _ports(container: Container) -> str:
+def _published(container: Container) -> tuple[reach.Published, ...]:
     bindings = container.attrs["HostConfig"].get("PortBindings") or {}
-    parts = []
-    for inside, outside in sorted(bindings.items()):
-        for binding in outside or []:
-            parts.append(f"{binding.get('HostIp') or '0.0.0.0'}:{binding.get('HostPort')}->{inside}")
-    return " ".join(parts)
+    return reach.published_from_docker(bindings, container.attrs["NetworkSettings"].get("Ports") or {})

@@ -16,7 +16,7 @@ from typing import Any
 import docker.errors
 from docker.models.containers import Container
 
-from lab import compose, engine, model, swarm
+from lab import compose, engine, model, reach, swarm
 from lab.backends.base import Backend, Row, Say, inventory, probe_programs, remove_labelled, remove_sidecars, run_docker
 from lab.engine import PROJECT_LABEL, STACK_LABEL, LabError
 
@@ -309,11 +309,12 @@ class SwarmStack(Backend):
                 state = "running (healthy)" if checked else "running"
             else:
                 state = tasks.state + (f": {tasks.error}" if tasks.error else "")
-            ports = " ".join(
-                f"*:{p['PublishedPort']}->{p['TargetPort']}/{p['Protocol']}"
+            published = tuple(
+                reach.Published("*", int(p["PublishedPort"]), int(p["TargetPort"]), str(p["Protocol"]))
                 for p in service.attrs["Spec"].get("EndpointSpec", {}).get("Ports") or []
             )
             addresses = " ".join(a.removeprefix(f"{project}_") for a in tasks.addresses)
-            rows.append(Row(node, "node", state, addresses, ports, machines.get(tasks.machine_id, "-")))
+            restart = f"docker service update --force {service.name}"
+            rows.append(Row(node, "node", state, addresses, published, machines.get(tasks.machine_id, "-"), restart))
         rank = {name: i for i, name in enumerate(order)}
         return sorted(rows, key=lambda r: (rank.get(r.node, len(rank)), r.node))

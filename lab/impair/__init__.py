@@ -9,7 +9,7 @@ Everything is idempotent, and a teardown removes only the chains and qdiscs we n
 """
 
 from lab.impair.links import apply, clear
-from lab.impair.partition import Active, active, disconnect, heal, partition, partitions, reconnect
+from lab.impair.partition import Active, active, disconnect, heal, partition, partitions, reconnect, unpartition
 from lab.impair.sidecar import ImpairError
 
 __all__ = [
@@ -23,4 +23,5 @@ __all__ = [
     "partition",
     "partitions",
     "reconnect",
+    "unpartition",
 ]

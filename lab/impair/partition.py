@@ -84,6 +84,11 @@ def partition(a: NodeRef, b: NodeRef) -> None:
         raise
 
 
+def unpartition(a: NodeRef, b: NodeRef) -> bool:
+    """Undo the partition between ``a`` and ``b`` alone (``heal`` undoes all); True if there was one."""
+    return _heal_one(plan.partition_id(a.container, b.container))
+
+
 def _heal_one(pid: str) -> bool:
     """Remove one partition (both sides); True if anything of it was there."""
     found = sidecar.find({PARTITION_LABEL: pid})

@@ -8,6 +8,8 @@ from docker.models.containers import Container
 from lab.engine import wait_for_output
 from lab.testing import Lab
 
+pytestmark = pytest.mark.alone  # kills, restarts and disconnects nodes: see the marker in pyproject.toml
+
 
 @pytest.fixture(scope="module")
 def threaded(lab: Lab) -> Lab:

@@ -129,7 +129,7 @@ def current_image(docker_client: docker.DockerClient, node_image: str) -> str:
     """The node image, checked to hold the delay line (a stale one would fail every nfqueue test obscurely)."""
     argv = ["python3", "-c", "import tools.delayline"]
     probe = docker_client.containers.run(node_image, argv, remove=True, stderr=True)
-    assert probe == b"", "the node image lacks tools/delayline.py: run scripts/setup to rebuild it"
+    assert probe == b"", "the node image lacks tools/delayline/: run scripts/setup to rebuild it"
     return node_image
 
 

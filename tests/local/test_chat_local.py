@@ -116,7 +116,9 @@ class Running:
 class StartChat(Protocol):
     """The ``start_chat`` fixture: a chat server on 127.0.0.1, port 0, with these options."""
 
-    def __call__(self, *, max_clients: int = ..., idle_timeout: float = ..., queue_limit: int = ...) -> Running: ...
+    def __call__(
+        self, *, max_clients: int = ..., idle_timeout: float = ..., queue_limit: int = ..., evict_grace: float = ...
+    ) -> Running: ...
 
 
 @pytest.fixture
@@ -124,7 +126,9 @@ def start_chat() -> Iterator[StartChat]:
     """Start chat servers (options as ``ChatServer``'s); all are stopped at the end."""
     running: list[Running] = []
 
-    def start(*, max_clients: int = 1000, idle_timeout: float = 600.0, queue_limit: int = 65536) -> Running:
+    def start(
+        *, max_clients: int = 1000, idle_timeout: float = 600.0, queue_limit: int = 65536, evict_grace: float = 1.0
+    ) -> Running:
         log = io.StringIO()
         server = ChatServer(
             host="127.0.0.1",
@@ -132,6 +136,7 @@ def start_chat() -> Iterator[StartChat]:
             max_clients=max_clients,
             idle_timeout=idle_timeout,
             queue_limit=queue_limit,
+            evict_grace=evict_grace,
             log=EventLog("chat", stream=log, log_loopback=True),
         )
         run = Running(server, server.start(), log, [])
@@ -255,7 +260,8 @@ def test_a_reset_connection_is_a_departure(start_chat: StartChat) -> None:
 
 
 def test_over_the_cap_an_error_line_then_close(start_chat: StartChat) -> None:
-    room = start_chat(max_clients=2)
+    # A full room seats a newcomer in place of a member idle past the grace; a minute's grace: nobody is.
+    room = start_chat(max_clients=2, evict_grace=60.0)
     first = room.member("one")
     room.member("two")
     third = room.connect()

@@ -127,7 +127,8 @@ def test_eof_gets_the_farewell(serve_doctor: ServeDoctor) -> None:
 
 
 def test_over_the_cap_the_busy_line(serve_doctor: ServeDoctor) -> None:
-    address = serve_doctor("threaded", Limits(max_clients=1))
+    # A full server displaces a client idle past the grace; with a minute's grace, the first is never idle enough.
+    address = serve_doctor("threaded", Limits(max_clients=1, evict_grace=60.0))
     first, second = Patient(address), None
     try:
         assert first.line() == dr.GREETING  # first holds the only seat

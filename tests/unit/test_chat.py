@@ -111,6 +111,15 @@ def test_drop_and_expire_notices(room: ChatRoom) -> None:
     assert room.nicks() == ["guest3"]
 
 
+def test_dismiss_tells_its_member_why_then_closes_and_tells_the_room(room: ChatRoom) -> None:
+    notice = b"error: line not completed within 30 s, closing\n"
+    out = room.dismiss(1, notice, "line too slow")
+    assert out[0] == Delivery(1, notice, close=True)
+    assert lines_for(out, 2) == ["* guest1 left (line too slow)"]
+    assert room.nicks() == ["guest2", "guest3"]
+    assert room.dismiss(1, notice, "again") == []  # gone already: nothing
+
+
 def test_shutdown_tells_and_closes_everyone(room: ChatRoom) -> None:
     out = room.shutdown()
     assert sorted(d.conn for d in out) == [1, 2, 3]

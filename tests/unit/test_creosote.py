@@ -704,11 +704,11 @@ def test_jsonl_writer_flush_schedule(tmp_path: Path) -> None:
 
 def test_jsonl_writer_flushes_a_batch_of_long_lines_at_once(tmp_path: Path) -> None:
     from common.eventlog import EventLog
-    from services.creosote import MAX_BATCH_CHARS, JsonlWriter
+    from services.creosote import MAX_BATCH_BYTES, JsonlWriter
 
     path = tmp_path / "records.jsonl"
     writer = JsonlWriter(path, log=EventLog("test"))
-    line = "x" * (MAX_BATCH_CHARS // 4)
+    line = "x" * (MAX_BATCH_BYTES // 4)
     for _ in range(3):
         writer.add(line, 10.0)
     assert path.read_text() == ""  # three quarters of the cap: still batched

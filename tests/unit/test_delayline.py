@@ -310,11 +310,41 @@ def test_bad_arguments_are_refused(argv: list[str], capsys: pytest.CaptureFixtur
 
 def test_copies_past_the_byte_budget_are_dropped_and_counted() -> None:
     line = resending()
-    line.max_bytes = 2 * len(IPV4)
+    charge = len(IPV4) + dl.HELD_OVERHEAD  # a copy costs its bytes and what holding it costs
+    line.max_bytes = 2 * charge
     data = b"".join(dl.packet_message(QUEUE, pid, outdev=32, payload=IPV4) for pid in (1, 2, 3, 4))
     line.receive(data, now=0.0)
-    assert (line.held_bytes, line.stats.overflow, len(line.schedule)) == (2 * len(IPV4), 2, 2)
+    assert (line.held_bytes, line.stats.overflow, len(line.schedule)) == (2 * charge, 2, 2)
+    assert line.stats.max_held_bytes == 2 * charge
     _verdicts, resent = line.release(now=100.0)
     assert len(resent) == 2 and line.held_bytes == 0  # released copies give their bytes back
+    assert line.stats.max_held_bytes == 2 * charge  # the most it ever held stays
     line.receive(dl.packet_message(QUEUE, 5, outdev=32, payload=IPV4), now=100.0)
     assert line.stats.overflow == 2 and len(line.schedule) == 1
+
+
+def test_tiny_packets_are_charged_what_holding_them_costs() -> None:
+    """A flood of 28-byte datagrams would hold ten times their bytes in Python objects, uncounted."""
+    line = resending()
+    line.max_bytes = 10 * (len(IPV4) + dl.HELD_OVERHEAD)
+    data = b"".join(dl.packet_message(QUEUE, pid, outdev=32, payload=IPV4) for pid in range(1, 101))
+    line.receive(data, now=0.0)
+    assert (len(line.schedule), line.stats.overflow) == (10, 90)
+
+
+def test_overflow_news_comes_at_once_then_at_most_once_a_second() -> None:
+    line = resending()
+    line.max_bytes = len(IPV4) + dl.HELD_OVERHEAD
+    assert line.overflow_news(0.0) is None  # nothing dropped, nothing to say
+
+    def flood(first: int, now: float) -> None:
+        packets = [dl.packet_message(QUEUE, pid, outdev=32, payload=IPV4) for pid in range(first, first + 5)]
+        line.receive(b"".join(packets), now)
+
+    flood(1, 0.0)  # one held, four over the budget
+    assert line.overflow_news(0.0) == 4
+    flood(10, 0.5)
+    assert line.overflow_news(0.5) is None  # within the second: kept for the next news
+    assert line.overflow_news(1.0) == 5
+    assert line.overflow_news(5.0) is None  # nothing new
+    assert line.stats.overflow == line.overflow_reported == 9

@@ -81,6 +81,7 @@ def expectations() -> dict[tuple[str, str], str]:
         (("doctor", "tcp"), doctor.GREETING.encode()),
         (("creosote", "udp"), creosote.pong(12)),
     ],
+    ids=lambda value: "/".join(value) if isinstance(value, tuple) else "answer",  # the same in every worker
 )
 def test_healthcheck_sh_expects_what_the_protocol_modules_answer(check: tuple[str, str], answer: bytes) -> None:
     pattern = expectations()[check]  # grep's basic regular expressions: these few read the same in Python
@@ -164,8 +165,8 @@ def test_the_line_server_has_a_row_for_every_model_and_the_registry_a_service() 
 
 def test_every_service_is_started_by_a_server_module_that_exists() -> None:
     for spec in SERVICES.values():
-        module = spec.command[spec.command.index("-m") + 1]
-        assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), spec.name
+        where = ROOT / spec.command[spec.command.index("-m") + 1].replace(".", "/")
+        assert where.with_suffix(".py").is_file() or (where / "__main__.py").is_file(), spec.name  # a module, a package
 
 
 @pytest.mark.parametrize("name", ["daytime", "echo", "doctor", "threaded", "forking"])

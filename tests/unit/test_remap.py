@@ -20,6 +20,19 @@ def test_free_subnets_skip_what_is_taken_and_each_other() -> None:
                      IPv4Network("10.71.2.0/24"): IPv4Network("10.128.4.0/24")}  # fmt: skip
 
 
+def test_runs_starting_elsewhere_in_the_pool_pick_apart_and_wrap_around() -> None:
+    wanted = [IPv4Network("10.71.1.0/24"), IPv4Network("10.71.2.0/24")]
+    one, other = remap.free_subnets(wanted, [], start=7), remap.free_subnets(wanted, [], start=8)
+    assert set(one.values()) == {IPv4Network("10.135.0.0/24"), IPv4Network("10.135.1.0/24")}
+    assert not any(a.overlaps(b) for a in one.values() for b in other.values())
+    last = remap.free_subnets(wanted, [IPv4Network("10.255.0.0/17")], start=127)  # the last /16, half taken
+    assert set(last.values()) == {IPv4Network("10.255.128.0/24"), IPv4Network("10.255.129.0/24")}
+    full = [IPv4Network("10.255.0.0/16")]
+    assert remap.free_subnets(wanted[:1], full, start=127) == {wanted[0]: IPv4Network("10.128.0.0/24")}  # wraps
+    big = remap.free_subnets([IPv4Network("10.0.0.0/12")], [], start=5)  # larger than a /16: by /12s, the 6th
+    assert list(big.values()) == [IPv4Network("10.208.0.0/12")]
+
+
 def test_no_room_is_an_error() -> None:
     with pytest.raises(remap.NoRoom, match="no free /24"):
         remap.free_subnets([IPv4Network("10.0.0.0/24")], [], pool=IPv4Network("10.0.0.0/25"))

@@ -132,3 +132,26 @@ def test_impairments_are_bounded(fields: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         Impairment.parse(**fields)
     assert Impairment.parse(delay="10s", rate="8kbit") == Impairment(delay_ms=10_000, rate_kbit=8)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("16MiB", 16 * 2**20), ("1.5KiB", 1536), ("2MB", 2_000_000), ("4096", 4096), ("1 gib", 2**30), ("10b", 10)],
+)
+def test_sizes(text: str, size: int) -> None:
+    assert units.parse_size_bytes(text) == size
+
+
+@pytest.mark.parametrize("text", ["16M", "16Mbit", "-1MiB", "MiB", "", "lots"])
+def test_bad_sizes_say_what_to_write(text: str) -> None:
+    with pytest.raises(units.UnitError, match="is not a size") as caught:
+        units.parse_size_bytes(text)
+    assert caught.value.fix == f"write {units.SIZE_FORMS}"
+
+
+def test_a_size_below_its_least_says_why() -> None:
+    parse = argtypes.size_at_least(2**20, "a file must hold a message")
+    assert parse("1MiB") == 2**20
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape("1023KiB is less than 1MiB: a file must hold")):
+        parse("1023KiB")
+    assert [units.plain_size(n) for n in (16 * 2**20, 1536, 2**30, 0)] == ["16MiB", "1536", "1GiB", "0"]
