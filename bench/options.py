@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser as ``--help`` shows it (defaults that depend on ``--quick`` are resolved by ``parse``)."""
     parser = _Parser(
         prog="scripts/bench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="The full run takes about 15 minutes on 2 cores; --quick about 2.")
+        epilog="The full run takes about 25 minutes on 2 cores; --quick about 3.")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round, short windows, fewer cells")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="what to run (default: %(default)s)")
     parser.add_argument("--reps", type=int, help="interleaved rounds per cell (default 3; quick 1)")
