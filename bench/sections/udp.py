@@ -53,7 +53,7 @@ SINKS = (
 LOGS_SINK = Sink("creosote-logs", "creosote", "parsed", docker_logs=True)
 
 
-def _start(bench: Bench, sink: Sink, opts: Options) -> None:
+def _start(bench: Bench, sink: Sink) -> None:
     if sink.server == "rsyslog":
         bench.start(sink.name, "rsyslog", image=RSYSLOG_IMAGE, ready=rsyslog_ready, mounts=data_mount(),
                     mem_limit=SINK_MEMORY,
@@ -75,7 +75,7 @@ def run(bench: Bench, opts: Options) -> dict[str, Any]:
     if opts.docker_logs:
         sinks.append(LOGS_SINK)
     for sink in sinks:
-        _start(bench, sink, opts)
+        _start(bench, sink)
     by_name = {s.name: s for s in sinks}
     generator = generators.UDP_GENERATORS[opts.udp_generator]
     say(f"udp: {', '.join(by_name)}; sizes {opts.udp_sizes}; {opts.udp_duration:g} s per trial; "
