@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bench import report
+from bench import report, tables
 from bench.options import ROOT, Options, parse
 from bench.progress import say
 
@@ -56,7 +56,7 @@ def write_results(opts: Options, result: dict[str, Any]) -> None:
     out = opts.output
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    table = report.markdown(result)
+    table = tables.markdown(result)
     out.with_suffix(".md").write_text(table)
     out.with_suffix(".svg").write_text(plot.svg(result))
     shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out

@@ -8,7 +8,6 @@ container, and reads the CPU each container used inside a measured window.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,25 +18,47 @@ import docker.errors
 from docker.models.containers import Container
 from docker.types import Mount
 
+from bench import generators
 from bench.cpu import MACHINE, SOFTIRQ, CpuSampler
 from common.waiting import wait_until
-from lab import testing
+from lab import model, testing
 
-NODE_IMAGE = os.environ.get("TESTBED_NODE_IMAGE", "testbed/node:latest")
+
+def image_tag(image: str) -> str:
+    """The tag of an image reference (``latest`` when it has none; a registry's ``host:port/`` is no tag)."""
+    _, colon, tag = image.rpartition(":")
+    return tag if colon and "/" not in tag else "latest"
+
+
+def bench_image(kind: str, node_image: str) -> str:
+    """``testbed/<kind>:<the node image's tag>``: each node image its own bench images.
+
+    Two checkouts building ``testbed/node:a`` and ``testbed/node:b`` on one engine then never
+    measure each other's load generators or peers, nor rebuild them from under each other.
+    """
+    return f"testbed/{kind}:{image_tag(node_image)}"
+
+
+NODE_IMAGE = os.environ.get(model.IMAGE_VARIABLE) or model.DEFAULT_NODE_IMAGE
 BASE_IMAGE = os.environ.get("TESTBED_BASE_IMAGE", "testbed/base:bookworm")
-BENCH_IMAGE = "testbed/bench:latest"
-RSYSLOG_IMAGE = "testbed/bench-rsyslog:latest"
-REDIS_IMAGE = "testbed/bench-redis:latest"
+BENCH_IMAGE = bench_image("bench", NODE_IMAGE)
+RSYSLOG_IMAGE = bench_image("bench-rsyslog", NODE_IMAGE)
+REDIS_IMAGE = bench_image("bench-redis", NODE_IMAGE)
 BENCH_LABEL = {"testbed.bench": "1"}
 REDIS_COMMAND = ["redis-server", "--bind", "0.0.0.0", "--port", "6379", "--protected-mode", "no", "--save", "",
                  "--appendonly", "no", "--dir", "/tmp", "--maxclients", "4096"]
 
 
+# --pin: the servers on one CPU, the load generator on the other, so neither takes the other's core.
+# Pinned, a server with threads of its own (rsyslog's input and writer) has one core for all of them.
+SERVER_CPUS, LOADGEN_CPUS = "0", "1"
+
+
 class Bench:
     """One bench network, its servers and its load generator container."""
 
-    def __init__(self, client: docker.DockerClient, lab: testing.Lab) -> None:
-        self.client, self.lab = client, lab
+    def __init__(self, client: docker.DockerClient, lab: testing.Lab, *, pin: bool = False) -> None:
+        self.client, self.lab, self.pin = client, lab, pin
         self.sampler = CpuSampler()
         self.sampler.start()
         self.nodes: dict[str, testing.Node] = {}
@@ -56,6 +77,8 @@ class Bench:
             self.peer_labs.append(lab)
         kwargs.setdefault("mem_limit", "1g")
         kwargs.setdefault("pids_limit", 4096)
+        if self.pin:
+            kwargs.setdefault("cpuset_cpus", SERVER_CPUS)
         node = lab.start_server(service, hostname=name, command=command, publish=False, ready=ready is None,
                                 **kwargs)
         if ready is not None:
@@ -73,8 +96,9 @@ class Bench:
     def start_loadgen(self) -> None:
         """The client container the load generators run in."""
         # It idles; each run is one exec in it, so no run pays a container start.
+        pinned = {"cpuset_cpus": LOADGEN_CPUS} if self.pin else {}
         self.loadgen = self.lab.start_client("python3", "-c", "import signal; signal.pause()", hostname="loadgen",
-                                             mem_limit="2g")
+                                             mem_limit="2g", **pinned)
         self.sampler.watch(str(self.loadgen.id))
 
     def close(self) -> None:
@@ -94,8 +118,10 @@ class Bench:
         code, (out, err) = reply
         if code != 0:
             raise RuntimeError(f"{' '.join(argv[:4])}... exited {code}: {(err or out or b'').decode()[-800:]}")
-        result: dict[str, Any] = json.loads(out)
-        return result
+        try:
+            return generators.read_result(out or b"")
+        except generators.GeneratorOutputError as exc:
+            raise RuntimeError(f"{' '.join(argv[:4])}...: {exc}") from None
 
     def sh(self, node: testing.Node, command: str) -> str:
         """Run a fixed shell command in ``node`` (as its image's user); its output."""
@@ -137,6 +163,13 @@ def rsyslog_ready(node: testing.Node) -> None:
     wait_until(check, timeout=30, interval=0.1, what="rsyslog to write a datagram to its file")
 
 
+# One trial's file must fit: rsyslog's JSON line of a 1 KB datagram is about 2.2 KB (the datagram as text
+# and as message), so 10 s at 150,000/s writes 3.3 GB. The tmpfs's pages count against the sink's memory
+# limit, so the sinks get DATA_BYTES more than that; each file is emptied once its trial is counted.
+DATA_BYTES = 4 * 2**30
+SINK_MEMORY = DATA_BYTES + 2**30
+
+
 def data_mount() -> list[Mount]:
     """A tmpfs for the sinks' output files: both write to memory, neither waits on the host's disk."""
-    return [Mount(target="/data", source="", type="tmpfs", tmpfs_size=2 * 2**30, tmpfs_mode=0o1777)]
+    return [Mount(target="/data", source="", type="tmpfs", tmpfs_size=DATA_BYTES, tmpfs_mode=0o1777)]

@@ -1,7 +1,9 @@
 """The bench's images: built from their sources when these (or the base image) changed, and their sizes.
 
-``testbed/bench`` is the node image plus ``bench/`` (the load generators); the
-rsyslog and Redis peers are Debian's packages on the base image. Each image is
+``testbed/bench`` is the node image plus ``bench/`` (the load generators), the
+compiled generators of ``bench/native`` and Debian's ``redis-benchmark``; the
+rsyslog and Redis peers are Debian's packages on the base image. Every tag
+follows the node image's (``bench.harness.bench_image``). Each image is
 labelled with a digest of its build context and base, so an unchanged one is
 never rebuilt.
 """
@@ -36,18 +38,21 @@ def context_digest(paths: list[Path], *extra: str) -> str:
     return h.hexdigest()[:16]
 
 
-def ensure_image(client: docker.DockerClient, tag: str, context: Path, *, base: str, build_arg: str) -> None:
-    """Build ``tag`` from ``context`` unless an image with the same sources and base exists."""
-    base_id = str(client.images.get(base).id)
-    digest = context_digest(list(context.rglob("*")), base_id)
+def ensure_image(client: docker.DockerClient, tag: str, context: Path, *, bases: dict[str, str]) -> None:
+    """Build ``tag`` from ``context`` unless an image with the same sources and bases exists.
+
+    ``bases``: build argument -> image (each ``FROM ${ARG}`` of the Dockerfile).
+    """
+    base_ids = [f"{arg}={client.images.get(image).id}" for arg, image in sorted(bases.items())]
+    digest = context_digest(list(context.rglob("*")), *base_ids)
     with contextlib.suppress(docker.errors.ImageNotFound):
         if client.images.get(tag).labels.get("testbed.bench.context") == digest:
             return
     say(f"building {tag}")
     # The legacy builder, as scripts/setup: no buildx plugin needed.
     result = subprocess.run(
-        ["docker", "build", "-q", "--build-arg", f"{build_arg}={base}", "--label", f"testbed.bench.context={digest}",
-         "--label", "testbed.bench=1", "-t", tag, str(context)],
+        ["docker", "build", "-q", *(f"--build-arg={arg}={image}" for arg, image in bases.items()),
+         "--label", f"testbed.bench.context={digest}", "--label", "testbed.bench=1", "-t", tag, str(context)],
         env={**os.environ, "DOCKER_BUILDKIT": "0"}, capture_output=True, text=True,
     )
     if result.returncode != 0:
@@ -56,9 +61,11 @@ def ensure_image(client: docker.DockerClient, tag: str, context: Path, *, base: 
 
 def ensure_images(client: docker.DockerClient) -> None:
     """The bench image and both peers' images, each built only when its sources or base changed."""
-    ensure_image(client, BENCH_IMAGE, BENCH_DIR, base=NODE_IMAGE, build_arg="NODE_IMAGE")
-    ensure_image(client, RSYSLOG_IMAGE, BENCH_DIR / "peers" / "rsyslog", base=BASE_IMAGE, build_arg="BASE_IMAGE")
-    ensure_image(client, REDIS_IMAGE, BENCH_DIR / "peers" / "redis", base=BASE_IMAGE, build_arg="BASE_IMAGE")
+    # The bench image compiles its generators in a stage on the base image (Debian's gcc), then
+    # copies them onto the node image.
+    ensure_image(client, BENCH_IMAGE, BENCH_DIR, bases={"NODE_IMAGE": NODE_IMAGE, "BASE_IMAGE": BASE_IMAGE})
+    ensure_image(client, RSYSLOG_IMAGE, BENCH_DIR / "peers" / "rsyslog", bases={"BASE_IMAGE": BASE_IMAGE})
+    ensure_image(client, REDIS_IMAGE, BENCH_DIR / "peers" / "redis", bases={"BASE_IMAGE": BASE_IMAGE})
 
 
 def image_sizes(client: docker.DockerClient) -> dict[str, int | None]:

@@ -30,16 +30,24 @@ medians of the rounds are reported:
             ThreadingTCPServer peer: requests/s, p50/p99 at 1-1,000 connections,
             64 B and 1 KiB lines; Redis PING calibrates the load generator;
   udp       creosote and rsyslog: the highest rate with < 0.1 % loss (a ladder
-            of rates, each trial --udp-duration seconds), 100 B and 1 KB;
+            of rates, each trial --udp-duration seconds), 100 B and 1 KB, each
+            sink doing the same work as the other: parsed (syslog fields as
+            JSON lines) and raw (each datagram as a line); the compiled
+            sendmmsg sender offers the load;
   chat      the chat room and Redis pub/sub: deliveries/s, p95 at 10-1,000 clients;
   lab       image sizes (and scripts/bench-lab's JSON when it exists).
 
 CPU time of the servers and of the load generators over each measured window is
-read from their cgroups. Writes results/bench.json, results/bench.md and
-results/bench.svg, and prints the Markdown table.
+read from their cgroups; every row names its generator and shows its CPU, and a
+row whose generator was saturated (or short of the rate asked) is marked so.
+Writes results/bench.json, results/bench.md and results/bench.svg, and prints
+the Markdown table.
 """
 
 SECTIONS = ("upper", "udp", "chat", "lab")  # the order they run in
+UDP_WORK = ("parsed", "raw")  # what the sinks do with each datagram (bench.sections.udp)
+UDP_GENERATOR_NAMES = ("sendmmsg", "python")  # bench.generators.UDP_GENERATORS
+CHAT_GENERATOR_NAMES = ("epoll", "python")  # bench.generators.CHAT_GENERATORS
 # The stdlib peer stands in for this service: it serves on its port, and its probe says when the peer is ready.
 PEER_STANDS_IN_FOR = "threaded"
 
@@ -81,10 +89,14 @@ class Options:
     udp_rates: list[int]
     udp_procs: int
     udp_duration: float
+    udp_work: list[str]
+    udp_generator: str
+    pin: bool
     docker_logs: bool
     clients: list[int]
     chat_senders: int
     chat_procs: int
+    chat_generator: str
     output: Path  # results/bench.json; the .md and .svg go beside it
     render: Path | None  # only re-render the table and plot from this JSON
     argv: list[str]  # as given, for the result's meta
@@ -111,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser as ``--help`` shows it (defaults that depend on ``--quick`` are resolved by ``parse``)."""
     parser = _Parser(
         prog="scripts/bench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="The full run takes about 15 minutes on 2 cores; --quick about 2.")
+        epilog="The full run takes about 25 minutes on 2 cores; --quick about 3.")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round, short windows, fewer cells")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="what to run (default: %(default)s)")
     parser.add_argument("--reps", type=int, help="interleaved rounds per cell (default 3; quick 1)")
@@ -125,13 +137,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--udp-rates", type=_ints,
                         help="the ladder of rates, datagrams/s (default "
                         f"{','.join(map(str, UDP_RATES))}; quick {','.join(map(str, QUICK_UDP_RATES))})")
-    parser.add_argument("--udp-procs", type=int, default=2, help="UDP sender processes (default: %(default)s)")
+    parser.add_argument("--udp-work", default=",".join(UDP_WORK),
+                        help="what the sinks do: parsed (JSON of syslog fields), raw (lines) (default: %(default)s)")
+    parser.add_argument("--udp-generator", choices=UDP_GENERATOR_NAMES, default=UDP_GENERATOR_NAMES[0],
+                        help="the UDP sender: the compiled sendmmsg one or the Python one (default: %(default)s)")
+    parser.add_argument("--udp-procs", type=int, default=2,
+                        help="processes of the Python UDP sender (default: %(default)s)")
     parser.add_argument("--udp-duration", type=float, help="seconds per UDP trial (default 10; quick 2)")
     parser.add_argument("--docker-logs", action="store_true",
                         help="also measure creosote with its stdout in Docker's json-file log, as the lab runs it")
     parser.add_argument("--clients", type=_ints, default=[10, 100, 1000], help="chat clients (default 10,100,1000)")
     parser.add_argument("--chat-senders", type=int, default=10, help="chat members sending (default: %(default)s)")
-    parser.add_argument("--chat-procs", type=int, default=1, help="extra receiver processes in the chat generator")
+    parser.add_argument("--chat-procs", type=int, default=1,
+                        help="extra receiver processes in the Python chat generator (default: %(default)s)")
+    parser.add_argument("--chat-generator", choices=CHAT_GENERATOR_NAMES, default=CHAT_GENERATOR_NAMES[0],
+                        help="the chat driver: the compiled epoll one or the Python one (default: %(default)s)")
+    parser.add_argument("--pin", action="store_true",
+                        help="servers on CPU 0, the load generator on CPU 1 (docker --cpuset-cpus)")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "results" / "bench.json")
     parser.add_argument("--render", type=Path, metavar="JSON", help="only re-render the table and plot from JSON")
     return parser
@@ -146,6 +168,9 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     servers: list[str] = args.servers.split(",")
     if bad_sections := sections - set(SECTIONS):
         parser.error(f"unknown section {', '.join(sorted(bad_sections))}: choose from {','.join(SECTIONS)}")
+    udp_work: list[str] = args.udp_work.split(",")
+    if bad_work := set(udp_work) - set(UDP_WORK):
+        parser.error(f"unknown --udp-work {', '.join(sorted(bad_work))}: choose from {','.join(UDP_WORK)}")
     if bad_servers := set(servers) - set(LINE_SERVERS):
         parser.error(f"unknown server {', '.join(sorted(bad_servers))}: choose from {','.join(LINE_SERVERS)}")
     quick: bool = args.quick
@@ -163,10 +188,14 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         udp_rates=args.udp_rates or list(QUICK_UDP_RATES if quick else UDP_RATES),
         udp_procs=args.udp_procs,
         udp_duration=args.udp_duration or (2.0 if quick else 10.0),
+        udp_work=[w for w in UDP_WORK if w in udp_work],
+        udp_generator=args.udp_generator,
+        pin=args.pin,
         docker_logs=args.docker_logs,
         clients=args.clients,
         chat_senders=args.chat_senders,
         chat_procs=args.chat_procs,
+        chat_generator=args.chat_generator,
         output=args.output,
         render=args.render,
         argv=argv,

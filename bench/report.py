@@ -1,17 +1,20 @@
-"""From raw benchmark runs to medians, target verdicts and the Markdown tables.
+"""From raw benchmark runs to medians and target verdicts.
 
 Pure functions over plain dicts (the shapes ``python -m bench`` writes into
 ``results/bench.json``), so they are unit-tested without Docker and can re-render
-an old result. The plot is ``bench.plot``'s (matplotlib, imported only there).
+an old result. Every summary row carries its generator, that generator's CPU and
+whether it was the limit (``bench.generators``). The Markdown is ``bench.tables``'s,
+the plot ``bench.plot``'s (matplotlib, imported only there).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from bench.generators import SHORT_OF_RATE
 from bench.stats import median
 from protocols.registry import SERVICES
 
@@ -19,7 +22,11 @@ LOSS_LIMIT = 0.001  # "lossless": under 0.1 % of datagrams lost
 # The line servers, as the registry lists them (threaded first): each runs the line server with one model.
 MODELS = tuple(name for name, spec in SERVICES.items() if spec.protocol == "upper")
 PEER = "stdlib"
-CALIBRATION = "redis-ping"
+CALIBRATION = "redis-ping"  # Redis PING from the line servers' own generator
+CALIBRATION_C = "redis-benchmark"  # ... and from Debian's redis-benchmark
+CALIBRATIONS = (CALIBRATION, CALIBRATION_C)
+# Each pair does the same work with each datagram: (creosote's row, rsyslog's row).
+UDP_PAIRS = {"parsed": ("creosote", "rsyslog"), "raw": ("creosote-raw", "rsyslog-raw")}
 COUSINS = tuple(name for name in MODELS if name != "threaded")
 
 Row = dict[str, Any]
@@ -40,6 +47,23 @@ def _median_of(rows: Sequence[Row], key: str) -> float | None:
     return None if math.isnan(value) else value
 
 
+def generator_fields(rows: Sequence[Row]) -> Row:
+    """What a summary row says of its generator: its name, median CPU and whether it was the limit.
+
+    A row counts as generator-bound when any of its runs was (``bound_runs`` of
+    ``runs`` says how many): a median over runs half of which measured the
+    generator is not the server's figure either.
+    """
+    reasons = [r["generator_bound"] for r in rows if r.get("generator_bound")]
+    names = sorted({str(r["generator"]) for r in rows if r.get("generator")})
+    return {
+        "generator": ", ".join(names) or None,
+        "loadgen_busiest": _median_of(rows, "loadgen_busiest"),
+        "generator_bound": reasons[0] if reasons else None,
+        "bound_runs": len(reasons),
+    }
+
+
 def summarize_upper(runs: Iterable[Row]) -> list[Row]:
     """Medians per (server, conns, size) of the closed-loop line runs; errors are summed."""
     out = []
@@ -56,13 +80,14 @@ def summarize_upper(runs: Iterable[Row]) -> list[Row]:
             "server_us_per_request": _median_of(
                 [{"v": 1e6 * r["server_cores"] / r["rps"] if r.get("server_cores") and r.get("rps") else None}
                  for r in rows], "v"),
+            **generator_fields(rows),
         })
     return out
 
 
 def _upper_order(item: tuple[tuple[Any, ...], list[Row]]) -> tuple[int, int, int]:
     server, conns, size = item[0]
-    order = [*MODELS, PEER, "redis-ping"]
+    order = [*MODELS, PEER, *CALIBRATIONS]
     return (order.index(server) if server in order else len(order), int(size), int(conns))
 
 
@@ -78,6 +103,7 @@ def summarize_chat(phases: Iterable[Row]) -> list[Row]:
             "errors": sum(int(r.get("errors") or 0) for r in rows),
             "server_cores": _median_of(rows, "server_cores"), "loadgen_cores": _median_of(rows, "loadgen_cores"),
             "machine_cores": _median_of(rows, "machine_cores"), "softirq_cores": _median_of(rows, "softirq_cores"),
+            **generator_fields(rows),
         })
     return out
 
@@ -86,8 +112,9 @@ def summarize_udp(trials: Iterable[Row]) -> list[Row]:
     """Per (server, size): the highest rate whose median loss stays under ``LOSS_LIMIT``.
 
     ``ceiling`` says why the ladder stopped: ``"loss"`` (the next rate lost
-    datagrams: the sink's limit), ``"sender"`` (the sender could not reach the
-    next rate: only a lower bound is known) or ``"ladder"`` (the top rate tried).
+    datagrams: the sink's limit, even when the sender fell short of that rate),
+    ``"sender"`` (nothing lost, but the sender could not reach the next rate:
+    only a floor is known) or ``"ladder"`` (the top rate tried, also a floor).
     """
     out = []
     for (server, size), rows in sorted(_group(trials, "server", "size").items()):
@@ -99,23 +126,59 @@ def summarize_udp(trials: Iterable[Row]) -> list[Row]:
                 "rate_sent": _median_of(tries, "rate_sent"), "rcvbuf_errors": _median_of(tries, "rcvbuf_errors"),
                 "server_cores": _median_of(tries, "server_cores"), "loadgen_cores": _median_of(tries, "loadgen_cores"),
                 "machine_cores": _median_of(tries, "machine_cores"),
+                "server_us_per_datagram": _median_of(tries, "server_us_per_datagram"), **generator_fields(tries),
             })
         best: Row | None = None
         ceiling = "ladder"
         for step in steps:
-            if step["rate_sent"] is not None and step["rate_sent"] < 0.97 * step["rate"]:
-                ceiling = "sender"
-                break
+            # Loss first: a sink that lost datagrams at the rate its sender managed lost them at any rate
+            # above; a sender short of the rate with nothing lost leaves only a floor.
             if step["loss"] is None or step["loss"] >= LOSS_LIMIT:
                 ceiling = "loss"
+                break
+            if step["rate_sent"] is not None and step["rate_sent"] < SHORT_OF_RATE * step["rate"]:
+                ceiling = "sender"
                 break
             best = step
         first_bad = next((s for s in steps if best is None or s["rate"] > best["rate"]), None)
         out.append({
-            "server": server, "size": size, "max_lossless_rate": best["rate"] if best else None,
+            "server": server, "size": size, "work": rows[0].get("work"),
+            "generator": generator_fields(rows)["generator"],
+            "max_lossless_rate": best["rate"] if best else None,
             "at_max": best, "first_failing": first_bad, "ceiling": ceiling, "steps": steps,
         })
     return out
+
+
+def compare(value: float, peer: float, goal: float, *, value_is_floor: bool,
+            peer_is_floor: bool) -> tuple[float, str, bool | None]:
+    """``value / peer`` against ``goal``: (ratio, "≤ " or "≥ " or "", met; None when the figures cannot say).
+
+    A figure that is a floor (the generator's limit, not the server's: the server
+    might do more) makes the ratio a bound: a peer's floor an upper bound on the
+    ratio, our own floor a lower one. A bound decides the target only on its side.
+    """
+    ratio = value / peer
+    if value_is_floor and peer_is_floor:
+        return ratio, "~", None
+    if peer_is_floor:
+        return ratio, "≤ ", False if ratio < goal else None
+    if value_is_floor:
+        return ratio, "≥ ", True if ratio >= goal else None
+    return ratio, "", ratio >= goal
+
+
+def _bound_note(*rows: Row) -> str:
+    notes = [f"{row.get('server', row.get('target'))}: {row['generator_bound']}" for row in rows
+             if row.get("generator_bound")]
+    return f"; generator-bound ({'; '.join(notes)})" if notes else ""
+
+
+def us_per_datagram(cores: float | None, received: int, elapsed: float) -> float | None:
+    """A sink's CPU per datagram recorded (µs): what its work costs, whoever else shared the machine."""
+    if cores is None or not received or elapsed <= 0:
+        return None
+    return round(1e6 * cores / (received / elapsed), 2)
 
 
 def find(rows: Iterable[Row], **match: Any) -> Row | None:
@@ -174,182 +237,48 @@ def evaluate_targets(upper: Sequence[Row], udp: Sequence[Row], chat: Sequence[Ro
             add(f"{server}: p99 at 100 conns", "≤ 10 ms", f"{worst_p99:.1f} ms (worst size)", worst_p99 <= 10)
     for size in sorted({r["size"] for r in udp}):
         cre = find(udp, server="creosote", size=size)
-        rsy = find(udp, server="rsyslog", size=size)
         rate = cre["max_lossless_rate"] if cre else None
-        shown = f"{rate:,.0f}/s" if rate else "none lossless"
+        shown = (f"{'≥ ' if cre and cre['ceiling'] != 'loss' else ''}{rate:,.0f}/s" if rate else "none lossless")
         add(f"creosote lossless, {size} B", "≥ 15,000/s", shown, bool(rate and rate >= 15000))
-        add(f"creosote lossless, {size} B", "≥ 100,000/s", shown, bool(rate and rate >= 100000))
-        peer = rsy["max_lossless_rate"] if rsy else None
-        if peer:
-            bound = "≥ " if rsy and rsy["ceiling"] != "loss" else ""
-            ratio = (rate or 0) / peer
-            add(f"creosote vs rsyslog, {size} B", "≥ 0.5x",
-                f"{ratio:.2f}x (rsyslog {bound}{peer:,.0f}/s)", ratio >= 0.5)
+        add(f"creosote lossless, {size} B", "≥ 100,000/s", shown,
+            True if rate and rate >= 100000 else None if cre and cre["ceiling"] != "loss" else False)
+        for work, (ours, peer) in UDP_PAIRS.items():
+            mine, theirs = find(udp, server=ours, size=size), find(udp, server=peer, size=size)
+            if not mine or not theirs or not theirs["max_lossless_rate"]:
+                continue
+            ratio, sign, met = compare(mine["max_lossless_rate"] or 0, theirs["max_lossless_rate"], 0.5,
+                                       value_is_floor=mine["ceiling"] != "loss",
+                                       peer_is_floor=theirs["ceiling"] != "loss")
+            bound = "≥ " if theirs["ceiling"] != "loss" else ""
+            add(f"{ours} vs {peer} ({work}, the same work), {size} B", "≥ 0.5x",
+                f"{sign}{ratio:.2f}x ({peer} {bound}{theirs['max_lossless_rate']:,.0f}/s)", met)
     chat100 = find(chat, target="chat", clients=100)
     redis100 = find(chat, target="redis", clients=100)
     if chat100 and chat100["deliveries_per_s"] is not None:
         rate = chat100["deliveries_per_s"]
         add("chat deliveries, 100 clients", "≥ 100,000/s", f"{rate:,.0f}/s", rate >= 100000)
-        ratio = _ratio(rate, redis100["deliveries_per_s"] if redis100 else None)
-        if ratio is not None:
-            add("chat vs Redis pub/sub, 100 clients", "≥ 0.3x", f"{ratio:.2f}x", ratio >= 0.3)
+        if redis100 and redis100["deliveries_per_s"]:
+            for goal in (0.3, 1.0):
+                ratio, sign, met = compare(rate, redis100["deliveries_per_s"], goal,
+                                           value_is_floor=bool(chat100.get("generator_bound")),
+                                           peer_is_floor=bool(redis100.get("generator_bound")))
+                add("chat vs Redis pub/sub, 100 clients", f"≥ {goal:.1f}x", f"{sign}{ratio:.2f}x"
+                    + _bound_note(chat100, redis100), met)
+    # Redis answers a 6-byte PING: the line servers' smallest line is the fair one to hold beside it.
+    smallest = min((r["size"] for r in upper if r["server"] == "selectors"), default=None)
+    selectors = [r for r in upper if r["server"] == "selectors" and r["conns"] == 100 and r["size"] == smallest]
+    for calibration in CALIBRATIONS:
+        redis = find(upper, server=calibration, conns=100)
+        for row in selectors:
+            if not (redis and redis["rps"] and row["rps"]):
+                continue
+            ratio, sign, met = compare(row["rps"], redis["rps"], 0.9, value_is_floor=bool(row.get("generator_bound")),
+                                       peer_is_floor=bool(redis.get("generator_bound")))
+            same = "the same generator" if calibration == CALIBRATION else "Redis driven by redis-benchmark"
+            add(f"selectors vs Redis PING, 100 conns, {row['size']} B ({same})", "≥ 0.9x",
+                f"{sign}{ratio:.2f}x ({row['rps']:,.0f} vs {redis['rps']:,.0f}/s)" + _bound_note(row, redis), met)
     chat1000 = find(chat, target="chat", clients=1000)
     if chat1000 and chat1000["p95_ms"] is not None:
         add("chat p95 delivery, 1,000 clients", "≤ 250 ms", f"{chat1000['p95_ms']:.1f} ms",
             chat1000["p95_ms"] <= 250 and chat1000["errors"] == 0)
     return targets
-
-
-# --------------------------------------------------------------------------- Markdown
-
-
-def _num(value: float | None, digits: int = 0) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if digits == 0 and abs(value) >= 10000:
-        return f"{value / 1000:,.1f}k"
-    return f"{value:,.{digits}f}"
-
-
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.2f}" if value < 10 else f"{value:.0f}"
-
-
-def markdown(result: Mapping[str, Any]) -> str:
-    """The README's benchmark tables."""
-    lines: list[str] = []
-    meta = result.get("meta", {})
-    lines.append(
-        f"{meta.get('mode', '?')} run, {meta.get('when', '?')}: {meta.get('cpus', '?')} CPUs, "
-        f"kernel {meta.get('kernel', '?')}, Docker {meta.get('docker', '?')}; medians of "
-        f"{meta.get('reps', '?')} interleaved runs, {meta.get('duration_s', '?')} s each "
-        f"(UDP: {meta.get('udp_duration_s', '?')} s)."
-    )
-    summary = result.get("upper", {}).get("summary", [])
-    upper = [r for r in summary if r["server"] != CALIBRATION]
-    if upper:
-        conns = sorted({r["conns"] for r in upper})
-        for size in sorted({r["size"] for r in upper}):
-            lines += ["", f"**Line servers, {size} B lines**: requests/s (p50 / p99 ms), errors; "
-                      "one request in flight per connection", ""]
-            lines.append("| server | " + " | ".join(f"{c} conns" for c in conns) + " | errors |")
-            lines.append("|---|" + "---:|" * len(conns) + "---:|")
-            for server in [*MODELS, PEER]:
-                rows = [r for r in upper if r["server"] == server and r["size"] == size]
-                if not rows:
-                    continue
-                cells = []
-                for c in conns:
-                    r = find(rows, conns=c)
-                    cells.append("n/a" if r is None else f"{_num(r['rps'])} ({_ms(r['p50_ms'])} / {_ms(r['p99_ms'])})")
-                name = "stdlib ThreadingTCPServer (peer)" if server == PEER else server
-                lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(r['errors'] for r in rows)} |")
-        lines += ["", "CPU inside the measured windows (median): server CPU per request: server + load generator "
-                  "cores [whole machine, of which softirq; 2 cores in all]", "",
-                  "| server | " + " | ".join(f"{c} conns" for c in conns) + " |", "|---|" + "---:|" * len(conns)]
-        size = min(r["size"] for r in upper)
-        for server in [*MODELS, PEER, CALIBRATION]:
-            rows = [r for r in summary if r["server"] == server and (r["size"] == size or server == CALIBRATION)]
-            if rows:
-                cells = [_cpu_cell(find(rows, conns=c)) for c in conns]
-                label = "Redis PING (calibration: the generator's own ceiling)" if server == CALIBRATION else server
-                lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        calib = [r for r in summary if r["server"] == CALIBRATION]
-        if calib:
-            lines += ["", "Load generator check: against Redis PING (a C server) it drives "
-                      + ", ".join(f"{_num(r['rps'])}/s at {r['conns']}" for r in calib)
-                      + " connections (generator busy "
-                      + ", ".join(f"{100 * (r['loadgen_util'] or 0):.0f} %" for r in calib) + ")."]
-    udp = result.get("udp", {}).get("summary", [])
-    if udp:
-        lines += ["", "**Log sinks**: highest rate with < 0.1 % loss (datagrams/s, 4 MiB receive buffer)", "",
-                  "| size | creosote | rsyslog (peer) | ratio | what stops creosote |", "|---|---:|---:|---:|---|"]
-        for size in sorted({r["size"] for r in udp}):
-            cre, rsy = find(udp, server="creosote", size=size), find(udp, server="rsyslog", size=size)
-            lines.append(
-                f"| {size} B | {_udp_cell(cre)} | {_udp_cell(rsy)} | "
-                f"{_fmt_ratio(cre, rsy)} | {_udp_reason(cre)} |"
-            )
-        for row in udp:
-            if row["server"] == "creosote-logs":
-                lines += ["", f"creosote as the lab runs it (each record's stdout line through Docker's json-file "
-                          f"log): {_udp_cell(row)}/s lossless at {row['size']} B; {_udp_reason(row)}."]
-    chat = result.get("chat", {}).get("summary", [])
-    if chat:
-        lines += ["", "**Chat fan-out** (messages times recipients): deliveries/s (p50 / p95 ms)", "",
-                  "| clients | chat | Redis pub/sub (peer) | ratio |", "|---:|---:|---:|---:|"]
-        for clients in sorted({r["clients"] for r in chat}):
-            c, r = find(chat, target="chat", clients=clients), find(chat, target="redis", clients=clients)
-            ratio = _ratio(c["deliveries_per_s"] if c else None, r["deliveries_per_s"] if r else None)
-            lines.append(f"| {clients} | {_chat_cell(c)} | {_chat_cell(r)} | "
-                         f"{'-' if ratio is None else f'{ratio:.2f}x'} |")
-    images = result.get("images", {})
-    if images:
-        lines += ["", "| image | size |", "|---|---:|"]
-        for name, size in images.items():
-            lines.append(f"| `{name}` | {size / 1e6:.0f} MB |" if size else f"| `{name}` | - |")
-    lab = result.get("lab")
-    if lab:
-        lines += ["", "Lab life cycle (from `scripts/bench-lab`, " + str(lab.get("when", "?")) + "): "
-                  + ", ".join(f"{k} {v:.2f} s" for k, v in lab.get("median_s", {}).items()
-                              if isinstance(v, int | float) and not math.isnan(v))]
-    targets = result.get("targets", [])
-    if targets:
-        lines += ["", "| target | goal | measured | met |", "|---|---|---|---|"]
-        for t in targets:
-            verdict = {True: "yes", False: "**no**", None: "-"}[t["met"]]
-            lines.append(f"| {t['target']} | {t['goal']} | {t['measured']} | {verdict} |")
-    return "\n".join(lines) + "\n"
-
-
-def _cpu_cell(row: Row | None) -> str:
-    if row is None or row.get("server_cores") is None:
-        return "-"
-    text = f"{row['server_cores']:.2f} + {row['loadgen_cores'] or 0:.2f}"
-    if row.get("server_us_per_request") is not None:
-        text = f"{row['server_us_per_request']:.1f} µs: " + text
-    if row.get("machine_cores") is not None:
-        text += f" [{row['machine_cores']:.2f}, {row.get('softirq_cores') or 0:.2f}]"
-    return text
-
-
-def _udp_cell(row: Row | None) -> str:
-    if row is None:
-        return "-"
-    rate = row["max_lossless_rate"]
-    if rate is None:
-        return "none"
-    return ("≥ " if row["ceiling"] != "loss" else "") + f"{rate:,.0f}"
-
-
-def _fmt_ratio(cre: Row | None, rsy: Row | None) -> str:
-    ratio = _ratio(cre["max_lossless_rate"] if cre else None, rsy["max_lossless_rate"] if rsy else None)
-    if ratio is None:
-        return "-"
-    return ("≤ " if rsy and rsy["ceiling"] != "loss" else "") + f"{ratio:.2f}x"
-
-
-def _udp_reason(row: Row | None) -> str:
-    if row is None:
-        return ""
-    bad = row.get("first_failing")
-    if row["ceiling"] == "sender":
-        return "the sender's rate (a lower bound)"
-    if row["ceiling"] == "ladder" or bad is None:
-        return "top of the ladder"
-    def cores(key: str) -> str:
-        value = bad.get(key) if bad else None
-        return "?" if value is None else f"{value:.2f}"
-
-    return (f"at {bad['rate']:,.0f}/s: {100 * (bad['loss'] or 0):.1f} % lost in the receive queue "
-            f"({_num(bad.get('rcvbuf_errors'))} buffer overflows); sink {cores('server_cores')} cores, "
-            f"sender {cores('loadgen_cores')}, machine {cores('machine_cores')} of 2")
-
-
-def _chat_cell(row: Row | None) -> str:
-    if row is None:
-        return "-"
-    errors = f", {row['errors']} undelivered" if row["errors"] else ""
-    return f"{_num(row['deliveries_per_s'])} ({_ms(row['p50_ms'])} / {_ms(row['p95_ms'])}){errors}"

@@ -57,12 +57,12 @@ def measure(opts: Options) -> dict[str, Any]:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "mode": "quick" if opts.quick else "full",
         "cpus": os.cpu_count(), "kernel": platform.release(), "docker": info.get("Version"),
         "reps": opts.reps, "duration_s": opts.duration, "warmup_s": opts.warmup, "udp_duration_s": opts.udp_duration,
-        "sections": sorted(opts.sections), "argv": opts.argv,
+        "sections": sorted(opts.sections), "argv": opts.argv, "pinned": opts.pin,
     }}
     began = time.monotonic()
     with contextlib.ExitStack() as stack:
         network = stack.enter_context(testing.make_lab(client, BENCH_IMAGE, "bench"))
-        bench = Bench(client, network)
+        bench = Bench(client, network, pin=opts.pin)
         stack.callback(bench.close)
         say(f"network {network.name} (label testbed.bench=1)")
         bench.start_loadgen()

@@ -25,6 +25,10 @@ from bench.loadgen.common import NS, POLL, RECV_SIZE, resolve
 from bench.stats import Histogram
 
 MESSAGE = re.compile(rb"m (\d+) (\d+) (\d+) ")
+GREETING_LINES = 4  # what the chat room sends each member on arrival (protocols.chat: the greeting)
+# The chat server's announce grace (5 s) and one presence tick (1 s) after the last arrival, and a margin.
+PRESENCE_SETTLE = 6.5
+QUIET = 0.3  # ... and nothing arrived for this long
 
 
 def chat_message(sender: int, seq: int, now_ns: int, size: int) -> bytes:
@@ -168,12 +172,14 @@ class _Phase:
     undelivered: int = 0
     window_s: float = 0.0
     cpu_s: float = 0.0
+    busiest_cpu_s: float = 0.0  # the busiest process's: the senders' own, or one receiver's
     t0_ns: int = 0
     t1_ns: int = 0
 
     def to_json(self) -> dict[str, Any]:
         hist = self.latency_us
         return {
+            "generator": "chat-python",
             "target": self.target,
             "t0_ns": self.t0_ns,
             "t1_ns": self.t1_ns,
@@ -186,6 +192,7 @@ class _Phase:
             "p99_ms": hist.percentile(99) / 1000 if hist.total else None,
             "errors": self.undelivered,
             "loadgen_cpu_s": round(self.cpu_s, 4),
+            "busiest_cpu_s": round(self.busiest_cpu_s, 4),
             "latency_us": hist.to_json(),
         }
 
@@ -211,6 +218,7 @@ class ChatLoad:
         self.sending = False
         self.phase_target = "chat"
         self.phase_messages = 0  # messages completed in this phase (all recipients have them)
+        self.last_read = 0.0  # setup: when something last arrived (monotonic s)
 
     def _connect(self, address: tuple[str, int], target: str, role: str, sender: int = -1) -> _Conn:
         sock = socket.create_connection(address, timeout=self.timeout)
@@ -222,14 +230,21 @@ class ChatLoad:
         return conn
 
     def setup_chat(self, address: tuple[str, int]) -> float:
-        """Join ``clients`` members; wait until every greeting and join notice has arrived."""
+        """Join ``clients`` members; wait for every greeting, then for the room's presence notices to pass.
+
+        The room tells the others of a member only when it first speaks or after
+        a grace (``services.chat.ANNOUNCE_GRACE``, 5 s), and past a burst it
+        counts arrivals into one line a second: so the setup waits out the grace
+        and the next tick, not a line count, lest those notices land in a phase.
+        """
         began = time.perf_counter()
         members = [self._connect(address, "chat", "member", i if i < self.senders else -1)
                    for i in range(self.clients)]
         self.send_socks["chat"] = [m.sock for m in members[: self.senders]]
-        # Each member gets a 4-line greeting and one "joined" line per member after it.
-        expected = 4 * self.clients + self.clients * (self.clients - 1) // 2
-        self._drain_until(lambda: sum(m.lines for m in members) >= expected, "chat setup")
+        self._drain_until(lambda: all(m.lines >= GREETING_LINES for m in members), "chat setup")
+        settled = time.monotonic() + PRESENCE_SETTLE
+        self._drain_until(lambda: time.monotonic() >= settled and time.monotonic() - self.last_read >= QUIET,
+                          "chat presence notices")
         return time.perf_counter() - began
 
     def setup_redis(self, address: tuple[str, int]) -> float:
@@ -254,6 +269,7 @@ class ChatLoad:
                 if not data:
                     raise ConnectionError(f"{what}: {conn.target} closed a connection")
                 conn.lines += data.count(b"subscribe" if conn.role == "sub" else b"\n")
+                self.last_read = time.monotonic()
 
     def split(self, procs: int) -> None:
         """Fork ``procs`` receiver workers and hand them the recipients; senders stay here.
@@ -382,6 +398,7 @@ class ChatLoad:
         for part in [receiver.result(), *self.results]:
             phase.latency_us.merge(Histogram.from_json(part["latency_us"]))
             phase.cpu_s += part["cpu_s"]
+            phase.busiest_cpu_s = max(phase.busiest_cpu_s, part["cpu_s"])
             phase.undelivered += part["undelivered"]
         return phase
 

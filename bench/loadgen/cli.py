@@ -1,4 +1,4 @@
-"""``python3 -m bench.loadgen {upper,udp,chat} ...``: load generators, one JSON object on stdout.
+"""``python3 -m bench.loadgen {upper,udp,chat,redis-benchmark} ...``: load generators, one JSON object on stdout.
 
 The command line: one subcommand per generator, each run once; errors as one
 line on stderr and a non-zero exit, which the bench reports with the command.
@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from bench.loadgen import chat, udp, upper
+from bench.loadgen import chat, redis_bench, udp, upper
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     chat_cmd.add_argument("--rounds", type=int, default=3)
     chat_cmd.add_argument("--timeout", type=float, default=60.0, help="setup limit and per-message limit (s)")
     chat_cmd.add_argument("--procs", type=int, default=1, help="receiver worker processes besides the sender (0: none)")
+
+    redis_cmd = sub.add_parser("redis-benchmark", help="Debian's redis-benchmark (PING_INLINE), timed and charged")
+    redis_cmd.add_argument("--host", required=True)
+    redis_cmd.add_argument("--port", type=int, default=6379)
+    redis_cmd.add_argument("--conns", type=int, default=10)
+    redis_cmd.add_argument("--duration", type=float, default=1.5, help="about how long (sets --requests)")
+    redis_cmd.add_argument("--requests", type=int, help="requests in all (default: from --duration)")
+    redis_cmd.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
     return parser
 
 
@@ -61,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "procs", 1) < (0 if args.command == "chat" else 1):
         print("error: --procs is too small", file=sys.stderr)
         return 2
-    runners = {"upper": upper.run, "udp": udp.run, "chat": chat.run}
+    runners = {"upper": upper.run, "udp": udp.run, "chat": chat.run, "redis-benchmark": redis_bench.run}
     try:
         result = runners[args.command](args)
     except (OSError, RuntimeError, TimeoutError) as exc:

@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sent = sum(p["sent"] for p in parts)
     elapsed = max(p["elapsed_s"] for p in parts)
     return {
+        "generator": "udp-python",
         "target": f"{args.host}:{args.port}",
         "size": args.size,
         "rate_asked": args.rate,
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "elapsed_s": round(elapsed, 4),
         "rate_sent": sent / elapsed if elapsed else 0.0,
         "loadgen_cpu_s": round(sum(p["cpu_s"] for p in parts), 4),
+        "busiest_cpu_s": round(max(p["cpu_s"] for p in parts), 4),
         "procs": args.procs,
         "t0_ns": min(p["t0_ns"] for p in parts),
         "t1_ns": max(p["t1_ns"] for p in parts),

@@ -2,15 +2,17 @@
 
 Each round runs every (line size, connections) cell once per server, the
 servers' order rotated every round and reversed every other one, so a slow
-moment of the shared machine does not always land on the same server; Redis
-PING from the same generator calibrates what the generator itself can drive.
+moment of the shared machine does not always land on the same server. Redis
+PING calibrates what the generator itself can drive, twice: from the same
+Python generator, and from Debian's redis-benchmark (C). Every run carries its
+generator's CPU and verdict (``bench.generators.judge``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from bench import report
+from bench import generators, report
 from bench.harness import Bench
 from bench.options import LINE_SERVERS, Options
 from bench.progress import say
@@ -45,10 +47,12 @@ def run(bench: Bench, opts: Options) -> dict[str, Any]:
         calib = []
         for conns in opts.conns:
             [result] = cell_runs(bench, opts, ["redis"], conns=conns, size=6, rep=rep, mode="ping")
-            result["server"] = "redis-ping"
-            runs.append(result)
-            calib.append(f"{conns}: {result['rps'] / 1000:.1f}k/s (load generator {result['loadgen_util']:.0%} busy)")
-        say(f"upper round {rep + 1}/{opts.reps}, Redis PING calibration: " + ", ".join(calib))
+            result["server"] = report.CALIBRATION
+            c_result = redis_benchmark(bench, opts, conns=conns, rep=rep)
+            runs += [result, c_result]
+            calib.append(f"{conns}: {result['rps'] / 1000:.1f}k/s (generator {result['loadgen_busiest']:.0%} busy), "
+                         f"redis-benchmark {c_result['rps'] / 1000:.1f}k/s ({c_result['loadgen_busiest']:.0%})")
+        say(f"upper round {rep + 1}/{opts.reps}, Redis PING calibration: " + "; ".join(calib))
     for result in runs:
         result.pop("latency_us", None)
     return {"runs": runs, "summary": report.summarize_upper(runs)}
@@ -73,4 +77,14 @@ def cell_runs(bench: Bench, opts: Options, names: list[str], *, conns: int, size
             server=name, rep=rep, **bench.window_cores(name, t0, t1),
             loadgen_util=result["loadgen_cpu_s"] / (window * opts.upper_procs) if window else 0,
         )
+        generators.judge(result)
     return results
+
+
+def redis_benchmark(bench: Bench, opts: Options, *, conns: int, rep: int) -> dict[str, Any]:
+    """Redis PING from Debian's redis-benchmark (C, one thread): the second calibration."""
+    result = bench.exec_json("python3", "-m", "bench.loadgen", "redis-benchmark", "--host", bench.ips["redis"],
+                             "--conns", str(conns), "--duration", str(opts.duration))
+    result.update(server=report.CALIBRATION_C, size=6, rep=rep, starved=0, **bench.window_cores(
+        "redis", result["t0_ns"], result["t1_ns"]), loadgen_util=result["loadgen_cpu_s"] / result["window_s"])
+    return generators.judge(result)

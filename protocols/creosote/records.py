@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import json.encoder
 import math
+import operator
 from base64 import b64decode, b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -56,15 +58,29 @@ class Record:
             raise LocalProtocolError(f"bad size {self.size} or port {self.source_port}")
 
     def to_json(self) -> str:
-        """One JSON line (no newline), fields in declaration order, empty ones left out."""
-        # A shallow read of the fields: asdict() deep-copies every value only for json to walk it
-        # again, and was a quarter of the sink's time per record (scripts/bench, py-spy).
-        data = {}
-        for key in _RECORD_FIELDS:
-            value = getattr(self, key)
-            if value is not None and value is not False:
-                data[key] = value
-        return _RECORD_ENCODER.encode(data)
+        """One JSON line (no newline), fields in declaration order, empty ones left out.
+
+        What ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` writes for the
+        non-empty fields, joined here: strings through the encoder's own escaping
+        (``encode_basestring``), numbers as ``repr``, the rest (``structured_data``,
+        ``truncated``) through the encoder. The encoder's call builds its C encoder
+        anew each time, and was a third of this method's time (``timeit``, 100 B).
+        """
+        # One join of small pieces and the escaped values, no concatenation in between: a 1 MiB
+        # message of control characters escapes to 6 MiB, and every extra copy of it is RSS.
+        parts = ["{"]
+        for key, value in zip(_RECORD_KEYS, _RECORD_VALUES(self), strict=True):
+            if value is None or value is False:
+                continue
+            kind = value.__class__
+            if kind is str:
+                parts += (key, _encode_string(value), ",")
+            elif kind is int:
+                parts += (key, int.__repr__(value), ",")
+            else:
+                parts += (key, _RECORD_ENCODER.encode(value), ",")
+        parts[-1] = "}"  # the last comma (received is never empty, so there is one)
+        return "".join(parts)
 
     @classmethod
     def from_json(cls, line: str) -> Record:
@@ -89,8 +105,11 @@ class Record:
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))  # declaration order, for to_json
+_RECORD_KEYS = tuple(f'"{name}":' for name in _RECORD_FIELDS)  # ASCII names: nothing to escape
+_RECORD_VALUES = operator.attrgetter(*_RECORD_FIELDS)  # every field in one call
 # One encoder for every record: json.dumps with options builds a JSONEncoder per call.
 _RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_encode_string = json.encoder.encode_basestring  # what _RECORD_ENCODER uses for a str (ensure_ascii=False)
 
 
 def make_record(payload: bytes, source: Address, received: float, *, size: int | None = None) -> Record:

@@ -1,6 +1,6 @@
 """Creosote, the UDP log sink ("Mr. Creosote"): it swallows every datagram.
 
-    python -m services.creosote [--port 7739] [--log-file PATH] [--redirect HOST:PORT]
+    python -m services.creosote [--port 7739] [--log-file PATH [--raw]] [--redirect HOST:PORT]
 
 Bucket mode (the default) turns each datagram, or each message reassembled from
 ``spew`` chunks, into a record: one ``record`` event line on stdout and, with
@@ -8,9 +8,11 @@ Bucket mode (the default) turns each datagram, or each message reassembled from
 size (``--records-max-bytes``, ``--records-keep``). Redirector mode relays every
 datagram to ``--redirect``, behind a hop line counting the redirectors it has
 passed (``protocols.creosote.add_hop``): past ``MAX_HOPS`` it is dropped, so
-redirectors in a loop stop. Both answer the probe ``\\x00creosote:ping``. No
-datagram, whatever its size or bytes, stops the loop: it becomes a record or a
-counted ``bad_datagram`` event.
+redirectors in a loop stop. Raw mode (``--raw``) writes each datagram to
+``--log-file`` as the line it came as and does nothing else: the leanest work,
+the one to compare with a syslog daemon writing raw lines. All answer the probe
+``\\x00creosote:ping``. No datagram, whatever its size or bytes, stops the loop:
+it becomes a record or a counted ``bad_datagram`` event.
 
 The parts, by what each is:
 
@@ -18,6 +20,7 @@ The parts, by what each is:
   ``Handler`` it drives; tests run it in a thread and stop it.
 - ``bucket``: bucket mode (``Bucket``): records, reassembly, loss reports.
 - ``records_file``: the JSON Lines file (``JsonlWriter``), batched and rotated.
+- ``raw``: raw mode (``RawLines``): each datagram one line of that file.
 - ``relay``: redirector mode (``Relay``, ``Resolver``).
 - ``cli``: the command line (``SinkConfig``, ``parse_config``), ``open_sink``, ``main``.
 """
@@ -43,6 +46,7 @@ from services.creosote.cli import (
     open_sink,
     parse_config,
 )
+from services.creosote.raw import RawLines
 from services.creosote.records_file import (
     DEFAULT_KEEP,
     DEFAULT_MAX_BYTES,
@@ -80,6 +84,7 @@ __all__ = [
     "Handler",
     "JsonlWriter",
     "LogFileError",
+    "RawLines",
     "Relay",
     "Resolver",
     "Sink",

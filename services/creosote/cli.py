@@ -14,6 +14,7 @@ from common.eventlog import EventLog
 from protocols.creosote import DEFAULT_PORT, MAX_MESSAGE_BYTES, RECEIVE_BUFFER, Address, Reassembler
 from services.common import base_parser, bind_udp, raise_on_signals
 from services.creosote.bucket import Bucket
+from services.creosote.raw import RawLines
 from services.creosote.records_file import DEFAULT_KEEP, DEFAULT_MAX_BYTES, JsonlWriter, LogFileError
 from services.creosote.relay import Relay, Resolver
 from services.creosote.sink import Handler, Sink
@@ -35,6 +36,7 @@ class SinkConfig:
     log_file: Path | None = None
     records_max_bytes: int = DEFAULT_MAX_BYTES
     records_keep: int = DEFAULT_KEEP
+    raw: bool = False  # each datagram a line of log_file, nothing else (RawLines)
     redirect: Address | None = None
     max_datagram: int = RECEIVE_BUFFER
     rcvbuf: int = DEFAULT_RCVBUF
@@ -50,7 +52,7 @@ def open_sink(config: SinkConfig, *, log: EventLog) -> Sink:
         sock.close()
         raise
     sink = Sink(sock, handler, log=log, buffer_size=config.max_datagram)
-    mode = "redirect" if config.redirect else "bucket"
+    mode = "redirect" if config.redirect else "raw" if config.raw else "bucket"
     got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     log("ready", host=sink.address[0], port=sink.address[1], mode=mode, rcvbuf=got, rcvbuf_requested=config.rcvbuf)
     if config.log_file and not config.redirect:
@@ -67,6 +69,8 @@ def _make_handler(config: SinkConfig, sock: socket.socket, log: EventLog) -> Han
     writer = None
     if config.log_file:
         writer = JsonlWriter(config.log_file, log=log, max_bytes=config.records_max_bytes, keep=config.records_keep)
+    if config.raw and writer is not None:
+        return RawLines(writer)
     return Bucket(log=log, writer=writer, reassembler=Reassembler(timeout=config.reassembly_timeout))
 
 
@@ -104,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"keep N log files, the one being written included (1-{MAX_RECORDS_KEEP}; default: {DEFAULT_KEEP})",
     )
     parser.add_argument(
+        "--raw", action="store_true", help="write each datagram to --log-file as a line, nothing else (leanest)"
+    )
+    parser.add_argument(
         "--redirect", type=host_and_port, metavar="HOST:PORT", help="relay every datagram to HOST:PORT instead"
     )
     parser.add_argument(
@@ -131,6 +138,8 @@ def parse_config(argv: Sequence[str] | None = None) -> SinkConfig:
     args = parser.parse_args(argv)
     if args.redirect and args.log_file:
         parser.error("--log-file records in bucket mode; a redirector (--redirect) records nothing")
+    if args.raw and not args.log_file:
+        parser.error("--raw writes lines to --log-file: give --log-file PATH too")
     for given, flag in ((args.records_max_bytes, "--records-max-bytes"), (args.records_keep, "--records-keep")):
         if given is not None and not args.log_file:
             parser.error(f"{flag} limits the records file: give --log-file PATH too")
@@ -140,6 +149,7 @@ def parse_config(argv: Sequence[str] | None = None) -> SinkConfig:
         log_file=args.log_file,
         records_max_bytes=args.records_max_bytes or DEFAULT_MAX_BYTES,
         records_keep=args.records_keep or DEFAULT_KEEP,
+        raw=args.raw,
         redirect=args.redirect,
         max_datagram=args.max_datagram,
         rcvbuf=args.rcvbuf,

@@ -1,21 +1,31 @@
-"""The load generators as the bench image runs them (``python -S -m bench.loadgen``), against servers on 127.0.0.1.
+"""The load generators as the bench image runs them, against servers on 127.0.0.1.
 
-``-S`` leaves site-packages out, as in the image: only the standard library and
-this checkout. Each run is a few tenths of a second of load on loopback.
+The Python ones as ``python -S -m bench.loadgen`` (``-S`` leaves site-packages
+out, as in the image: only the standard library and this checkout); the compiled
+ones built from ``bench/native`` with this host's compiler (skipped without one).
+Each run is a few tenths of a second of load on loopback.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bench import generators
+from clients.common import ClientError
+from clients.spew import ping
+from common.waiting import wait_until
 from tests.local.conftest import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
+LOCAL = "127.0.0.1"
 Start = Callable[..., ServerProcess]
 
 
@@ -64,3 +74,101 @@ def test_chat_delivers_every_message_to_every_other_member(server: Start) -> Non
     assert phase["target"] == "chat" and phase["errors"] == 0
     assert phase["messages"] > 0 and phase["deliveries"] >= phase["messages"]
     assert 0 < phase["p50_ms"] <= phase["p99_ms"]
+
+
+# --------------------------------------------------------------------------- the compiled generators
+
+
+def records(port: int) -> int | None:
+    """A local sink's record count (None while it does not answer)."""
+    try:
+        return ping(LOCAL, port, timeout=0.5)
+    except ClientError:
+        return None
+
+
+@pytest.fixture(scope="session")
+def native(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bench/native built with this host's compiler, as the bench image's build stage builds it."""
+    if not (shutil.which("make") and shutil.which("cc")):
+        pytest.skip("no make and cc on this host (the bench image builds bench/native with Debian's gcc)")
+    out = tmp_path_factory.mktemp("native")
+    done = subprocess.run(["make", "-s", "-C", str(ROOT / "bench" / "native"), f"OUT={out}"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_the_compiled_sender_paces_what_it_sends_and_the_sink_gets_every_datagram(server: Start,
+                                                                                   native: Path) -> None:
+    sink = server("services.creosote")
+    done = subprocess.run([str(native / "bench-udp-sender"), "--host", LOCAL, "--port", sink.fields["port"],
+                           "--size", "100", "--rate", "5000", "--duration", "0.4", "--batch", "8"],
+                          capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stderr) == (0, "")
+    trial = generators.read_result(done.stdout)
+    assert (trial["generator"], trial["size"], trial["send_errors"], trial["batch"]) == ("udp-sendmmsg", 100, 0, 8)
+    asked = 5000 * trial["elapsed_s"]
+    assert asked - 8 - 5000 * 0.02 <= trial["sent"] <= asked + 1  # paced: never ahead, at most a batch behind
+    assert 0.35 < trial["elapsed_s"] < 0.6 and trial["t1_ns"] > trial["t0_ns"]
+    assert 0 < trial["loadgen_cpu_s"] < trial["elapsed_s"]
+    # Every datagram is a whole record: the sink's count reaches what was sent.
+    wait_until(lambda: records(int(sink.fields["port"])) == trial["sent"], timeout=5,
+               what="the sink to count every datagram sent")
+
+
+def test_a_sender_short_of_the_rate_says_so_and_still_stops_on_time(server: Start, native: Path) -> None:
+    sink = server("services.creosote", "--raw", "--log-file", "/dev/null")
+    done = subprocess.run([str(native / "bench-udp-sender"), "--host", LOCAL, "--port", sink.fields["port"],
+                           "--rate", "1000000000", "--duration", "0.3"], capture_output=True, text=True, timeout=30)
+    trial = generators.judge(generators.read_result(done.stdout))
+    assert trial["elapsed_s"] < 0.5  # behind from the first moment, it does not try to catch up past --duration
+    assert trial["rate_sent"] < 0.97 * trial["rate_asked"]
+    assert trial["generator_bound"] is not None and trial["generator_bound"].startswith("generator sent ")
+
+
+@pytest.mark.parametrize(("argv", "why"), [
+    ([], "--host and --port are required"),
+    (["--host", LOCAL, "--port", "9", "--rate", "0"], "--rate must be at least 1 and under 2e9 datagrams/s"),
+    (["--host", LOCAL, "--port", "9", "--rate", "9", "--duration", "0"],
+     "--duration must be more than 0 and under 86400 seconds"),
+    (["--host", LOCAL, "--port", "9", "--rate", "10", "--size", "20"], "--size must be 55 to 65507 bytes"),
+    (["--host", LOCAL, "--port", "9", "--rate", "10", "--batch", "5000"], "--batch must be 1 to 1024"),
+    (["--host", LOCAL, "--port", "9", "--rate", "ten"], "a number was expected"),
+    (["--host", LOCAL, "--port", "9", "--rate", "10", "--bogus", "1"], "unknown option"),
+    (["--host", LOCAL, "--port"], "every option takes a value"),
+])
+def test_the_compiled_sender_refuses_bad_options_in_one_line(native: Path, argv: list[str], why: str) -> None:
+    done = subprocess.run([str(native / "bench-udp-sender"), *argv], capture_output=True, text=True, timeout=10)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(f"error: {why} (usage: bench-udp-sender ") and done.stderr.count("\n") == 1
+
+
+def test_the_compiled_chat_driver_delivers_every_message_to_every_other_member(server: Start, native: Path) -> None:
+    chat = server("services.chat")
+    done = subprocess.run([str(native / "bench-chat-driver"), "--chat", f"{LOCAL}:{chat.tcp}", "--clients", "4",
+                           "--senders", "2", "--duration", "0.3", "--warmup", "0.1", "--rounds", "2"],
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+    result = generators.read_result(done.stdout)
+    assert (result["generator"], result["clients"], result["senders"], result["fanout"]) == ("chat-epoll", 4, 2, 3)
+    assert set(result["setup_s"]) == {"chat"}
+    assert [phase["target"] for phase in result["phases"]] == ["chat", "chat"]
+    for phase in result["phases"]:
+        assert phase["errors"] == 0 and phase["messages"] > 0
+        # Each message reaches the 3 other members; the window may cut the first and last message short.
+        assert 3 * phase["messages"] - 3 * 2 <= phase["deliveries"] <= 3 * phase["messages"] + 3 * 2
+        assert 0 < phase["p50_ms"] <= phase["p95_ms"] <= phase["p99_ms"]
+        assert 0.25 < phase["window_s"] < 1 and 0 < phase["busiest_cpu_s"] == phase["loadgen_cpu_s"]
+
+
+@pytest.mark.parametrize(("argv", "why"), [
+    ([], "give --chat, --redis or both"),
+    (["--chat", "nowhere"], "--chat and --redis take HOST:PORT"),
+    (["--chat", f"{LOCAL}:1", "--clients", "1"], "--clients must be 2 or more"),
+    (["--chat", f"{LOCAL}:1", "--duration", "0"], "--duration and --timeout must be more than 0"),
+])
+def test_the_compiled_chat_driver_refuses_bad_options_in_one_line(native: Path, argv: list[str], why: str) -> None:
+    done = subprocess.run([str(native / "bench-chat-driver"), *argv], capture_output=True, text=True, timeout=10)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(f"error: {why}") and done.stderr.count("\n") == 1

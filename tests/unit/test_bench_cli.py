@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli, options, report
+from bench import cli, options, report, tables
 from bench.options import parse
 
 ROOT = Path(__file__).resolve().parents[2]
 FLAGS = ["-h", "--help", "--quick", "--sections", "--reps", "--duration", "--warmup", "--conns", "--sizes",
          "--servers", "--upper-procs", "--udp-sizes", "--udp-rates", "--udp-procs", "--udp-duration",
-         "--docker-logs", "--clients", "--chat-senders", "--chat-procs", "-o", "--output", "--render"]
+         "--docker-logs", "--clients", "--chat-senders", "--chat-procs", "-o", "--output", "--render",
+         "--udp-work", "--udp-generator", "--chat-generator", "--pin"]
 
 
 def _help(capsys: pytest.CaptureFixture[str]) -> str:
@@ -62,6 +63,9 @@ def test_python_m_bench_prints_the_same_help(capsys: pytest.CaptureFixture[str],
     ["--sizes", "0"],
     ["--reps"],
     ["--duration", "soon"],
+    ["--udp-work", "parsed,json"],
+    ["--udp-generator", "rust"],
+    ["--chat-generator", "go"],
 ])
 def test_argument_errors_exit_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
@@ -87,6 +91,9 @@ def test_quick_picks_the_smaller_defaults_and_explicit_values_win() -> None:
     assert full.udp_rates == list(options.UDP_RATES) and quick.udp_rates == list(options.QUICK_UDP_RATES)
     assert full.sections == frozenset(options.SECTIONS) and full.servers == list(options.LINE_SERVERS)
     assert full.output == ROOT / "results" / "bench.json" and full.render is None
+    assert (full.udp_work, full.udp_generator, full.chat_generator, full.pin) == \
+        (["parsed", "raw"], "sendmmsg", "epoll", False)
+    assert parse(["--udp-work", "raw,parsed", "--pin"]).udp_work == ["parsed", "raw"]  # the table's order
     given = parse(["--quick", "--warmup", "0", "--reps", "5", "--conns", "7,70", "--sections", "udp"])
     assert (given.warmup, given.reps, given.conns, given.sections) == (0.0, 5, [7, 70], frozenset({"udp"}))
     assert given.argv == ["--quick", "--warmup", "0", "--reps", "5", "--conns", "7,70", "--sections", "udp"]
@@ -109,7 +116,7 @@ def test_render_writes_json_markdown_and_svg_beside_the_output(tmp_path: Path,
     written = json.loads(out.read_text())
     assert written["targets"][0]["target"] == "threaded vs stdlib server"
     table = out.with_suffix(".md").read_text()
-    assert table == report.markdown(written)
+    assert table == tables.markdown(written)
     assert "| threaded | 20.0k (0.50 / 2.00) | 18.0k (0.50 / 30) | 0 |" in table
     ET.fromstring(out.with_suffix(".svg").read_text())
     printed = capsys.readouterr().out
