@@ -267,16 +267,23 @@ def evaluate_targets(upper: Sequence[Row], udp: Sequence[Row], chat: Sequence[Ro
     # Redis answers a 6-byte PING: the line servers' smallest line is the fair one to hold beside it.
     smallest = min((r["size"] for r in upper if r["server"] == "selectors"), default=None)
     selectors = [r for r in upper if r["server"] == "selectors" and r["conns"] == 100 and r["size"] == smallest]
-    for calibration in CALIBRATIONS:
-        redis = find(upper, server=calibration, conns=100)
+    # Redis does at least what its fastest generator got from it: a slower generator's figure is a floor too.
+    calibrated = [find(upper, server=calibration, conns=100) for calibration in CALIBRATIONS]
+    redis_ceiling = max((float(r["rps"]) for r in calibrated if r and r["rps"]), default=0.0)
+    for calibration, redis in zip(CALIBRATIONS, calibrated, strict=True):
         for row in selectors:
             if not (redis and redis["rps"] and row["rps"]):
                 continue
+            peer_is_floor = bool(redis.get("generator_bound")) or redis["rps"] < redis_ceiling
             ratio, sign, met = compare(row["rps"], redis["rps"], 0.9, value_is_floor=bool(row.get("generator_bound")),
-                                       peer_is_floor=bool(redis.get("generator_bound")))
+                                       peer_is_floor=peer_is_floor)
             same = "the same generator" if calibration == CALIBRATION else "Redis driven by redis-benchmark"
+            slower = ""
+            if redis["rps"] < redis_ceiling:
+                slower = f"; Redis did {redis_ceiling:,.0f}/s with another generator"
             add(f"selectors vs Redis PING, 100 conns, {row['size']} B ({same})", "≥ 0.9x",
-                f"{sign}{ratio:.2f}x ({row['rps']:,.0f} vs {redis['rps']:,.0f}/s)" + _bound_note(row, redis), met)
+                f"{sign}{ratio:.2f}x ({row['rps']:,.0f} vs {redis['rps']:,.0f}/s)" + _bound_note(row, redis) + slower,
+                met)
     chat1000 = find(chat, target="chat", clients=1000)
     if chat1000 and chat1000["p95_ms"] is not None:
         add("chat p95 delivery, 1,000 clients", "≤ 250 ms", f"{chat1000['p95_ms']:.1f} ms",
