@@ -113,6 +113,20 @@ def _ran(found: _Findings) -> None:
         found.violation(crash.get("mono"), f"workload {name} crashed: {crash.get('what')}")
 
 
+def _judge_losses(found: _Findings, windows: list[Window], missing: Iterable[tuple[float, str]], *,
+                  before: float, after: float) -> tuple[int, int]:  # fmt: skip
+    """Each missing item excused by a fault window near its time, or a violation saying why: (lost, excused)."""
+    lost = excused = 0
+    for when, why in missing:
+        lost += 1
+        if _excused(windows, when, before=before, after=after):
+            excused += 1
+            found.mark(when, "excused")
+        else:
+            found.violation(when, why)
+    return lost, excused
+
+
 def _excused(windows: Iterable[Window], when: float, *, before: float, after: float) -> bool:
     return any(w.near(when, before=before, after=after) for w in windows)
 
@@ -143,22 +157,16 @@ def check_chat(history: History, *, before: float = BEFORE, after: float = AFTER
         seen[(str(event.get("member")), str(event.get("sender")))].append((_int(event.get("seq")) or -1,
                                                                            _float(event.get("mono"))))  # fmt: skip
         found.mark(event.get("mono"), "ok")
-    lost = excused = 0
+    missing: list[tuple[float, str]] = []
     for member, first in sorted(joined.items()):
         for sender in sorted(set(sent) - {member}):
             got = seen.get((member, sender), [])
             _order(found, member, sender, got, sent[sender])
             received = {seq for seq, _ in got}
-            for seq, when in sorted(sent[sender].items()):
-                if when < first or seq in received:
-                    continue
-                lost += 1
-                if _excused(windows, when, before=before, after=after):
-                    excused += 1
-                    found.mark(when, "excused")
-                else:
-                    found.violation(when, f"{member} never saw {sender}'s message {seq} (sent at {found.at(when)}), "
-                                    f"and no fault touched {room} or {history.client} near then")  # fmt: skip
+            missing += [(when, f"{member} never saw {sender}'s message {seq} (sent at {found.at(when)}), "
+                               f"and no fault touched {room} or {history.client} near then")
+                        for seq, when in sorted(sent[sender].items()) if when >= first and seq not in received]
+    lost, excused = _judge_losses(found, windows, missing, before=before, after=after)
     deliveries = sum(len(v) for v in seen.values())
     messages = sum(len(v) for v in sent.values())
     return found.verdict(f"{len(joined)} members, {messages} messages, {deliveries} deliveries; {lost} missed "
@@ -202,18 +210,14 @@ def check_creosote(history: History, *, before: float = BEFORE, after: float = A
             found.violation(sent.get(seq), f"datagram {seq} is in the file {times} times")
         if seq not in sent:
             found.violation(None, f"record {seq} is in the file, yet it was never sent")
-    lost = excused = 0
+    missing: list[tuple[float, str]] = []
     for seq, when in sorted(sent.items()):
         if seq in stored:
             found.mark(when, "ok")
-            continue
-        lost += 1
-        if _excused(windows, when, before=before, after=after):
-            excused += 1
-            found.mark(when, "excused")
         else:
-            found.violation(when, f"datagram {seq} (sent at {found.at(when)}) is not in the file, and nothing "
-                            f"that drops datagrams touched {sink} or {history.client} near then")  # fmt: skip
+            missing.append((when, f"datagram {seq} (sent at {found.at(when)}) is not in the file, and nothing "
+                                  f"that drops datagrams touched {sink} or {history.client} near then"))
+    lost, excused = _judge_losses(found, windows, missing, before=before, after=after)
     kept = 0
     for snapshot in history.events("creosote", "flushed"):
         before_kill = {s for s in snapshot.get("seqs") or [] if isinstance(s, int)}

@@ -153,9 +153,7 @@ def during(attack: Callable[[], Ran], *senders: WellBehaved) -> Ran:
         with ExitStack() as stack:
             for sender in senders:
                 stack.enter_context(sender)
-            while not future.done():
-                time.sleep(0.05)  # polling the attack's thread, not waiting for a state
-        ran = future.result()
+            ran = future.result()  # the senders send until the attack is over
     assert ran.code == 0, ran.output
     print(f"attack: {ran.out.strip()}")
     return ran
