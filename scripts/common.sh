@@ -129,12 +129,15 @@ install_engine_from_newer_suite() {
 }
 
 # Host tools the README's examples use (nc for talking to servers, logger for creosote),
-# and rsvg-convert, which renders `lab graph -o lab.png` (and its unit test) from the SVG.
+# rsvg-convert, which renders `lab graph -o lab.png` (and its unit test) from the SVG, and make and cc,
+# which build the bench's compiled load generators for their local tests.
 ensure_host_tools() {
   local missing=()
   have nc || missing+=(netcat-openbsd)
   have logger || missing+=(bsdutils)
   have rsvg-convert || missing+=(librsvg2-bin)
+  have make || missing+=(make)
+  have cc || missing+=(gcc)
   [ "${#missing[@]}" = 0 ] && return
   if is_root_debian; then
     step "host tools: installing ${missing[*]}"
