@@ -86,7 +86,9 @@ def leftovers(client: docker.DockerClient, name: str) -> list[str]:
 def sweep_crashed_runs(client: docker.DockerClient, state: Path) -> None:
     """Wipe the labs of earlier runs of this module whose pytest died (their name carries its pid)."""
     names = {
-        c.labels.get("testbed.lab", "") for c in client.containers.list(all=True, filters={"label": "testbed.lab"})
+        c.labels.get("testbed.lab", "")
+        # ignore_removed: other runs (parallel workers) remove their containers while this one lists them
+        for c in client.containers.list(all=True, ignore_removed=True, filters={"label": "testbed.lab"})
     }
     names |= {
         str((n.attrs.get("Labels") or {}).get("testbed.lab", ""))
