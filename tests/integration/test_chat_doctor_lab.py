@@ -10,13 +10,14 @@ from docker.models.containers import Container
 from lab.engine import wait_for_output
 from lab.testing import Lab
 
+# Its clients failed to resolve 'doctor' and 'chat' twice in runs beside other workers: see the marker.
+pytestmark = pytest.mark.alone
+
 # A scripted chat member: each step sends a line or waits for a line matching a regex.
 # Everything received is printed, so the test (and a human) can read the conversation.
 MEMBER = r"""
 import json, re, socket, sys, time
 
-# Its clients failed to resolve 'doctor' and 'chat' twice in runs beside other workers: see the marker.
-pytestmark = pytest.mark.alone
 steps = json.loads(sys.argv[1])
 sock = socket.create_connection(("chat", 5000), timeout=20)
 buf, seen = b"", []
