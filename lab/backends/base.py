@@ -99,7 +99,7 @@ def run_docker(argv: Sequence[str], *, hint: str, echo_stderr: bool = False) -> 
 def inventory(filters: dict[str, Any], *, volumes: bool) -> list[str]:
     """What matches ``filters`` on the engine, as ``container X``, ``network Y``, ``volume Z``."""
     client = engine.client()
-    items = [f"container {c.name}" for c in client.containers.list(all=True, filters=filters)]
+    items = [f"container {c.name}" for c in client.containers.list(all=True, ignore_removed=True, filters=filters)]
     items += [f"network {n.name}" for n in client.networks.list(filters=filters)]
     items += [f"volume {v.name}" for v in client.volumes.list(filters=filters)] if volumes else []
     return items
@@ -109,7 +109,7 @@ def remove_labelled(filters: dict[str, Any], *, volumes: bool, networks: bool = 
     """Remove what matches ``filters``: containers first (sidecars sharing a namespace before their node)."""
     client = engine.client()
     removed = []
-    found = client.containers.list(all=True, filters=filters)
+    found = client.containers.list(all=True, ignore_removed=True, filters=filters)
     found.sort(key=lambda c: not str(c.attrs["HostConfig"].get("NetworkMode", "")).startswith("container:"))
     for container in found:
         with contextlib.suppress(docker.errors.NotFound):

@@ -77,7 +77,7 @@ def free_octet(client: docker.DockerClient) -> int:
 
 def leftovers(client: docker.DockerClient, name: str) -> list[str]:
     label: dict[str, Any] = {"label": [f"testbed.lab={name}"]}
-    found = [f"container {c.name}" for c in client.containers.list(all=True, filters=label)]
+    found = [f"container {c.name}" for c in client.containers.list(all=True, ignore_removed=True, filters=label)]
     found += [f"network {n.name}" for n in client.networks.list(filters=label)]
     found += [f"volume {v.name}" for v in client.volumes.list(filters=label)]
     return found

@@ -95,7 +95,7 @@ def free_offset(ports: list[tuple[int, str]]) -> int:
 def leftovers(client: docker.DockerClient, stack: str) -> list[str]:
     label: dict[str, Any] = {"label": [f"{STACK_LABEL}={stack}"]}
     found = [f"service {s.name}" for s in client.services.list(filters={"label": f"{STACK_LABEL}={stack}"})]
-    found += [f"container {c.name}" for c in client.containers.list(all=True, filters=label)]
+    found += [f"container {c.name}" for c in client.containers.list(all=True, ignore_removed=True, filters=label)]
     found += [f"network {n.name}" for n in client.networks.list(filters=label)]
     found += [f"volume {v.name}" for v in client.volumes.list(filters=label)]
     return found

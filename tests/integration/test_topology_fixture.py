@@ -33,7 +33,7 @@ def test_the_example_runs_from_outside_the_repository(
         .replace('"topology/two-lans.yaml"', repr(str(ROOT / "topology" / "two-lans.yaml")))
     )
     (project / "test_mine.py").write_text(text)
-    before = {c.id for c in docker_client.containers.list(all=True)}
+    before = {c.id for c in docker_client.containers.list(all=True, ignore_removed=True)}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(project / "test_mine.py")],
         cwd=project, env={**os.environ, "CI": "true"}, capture_output=True, text=True, timeout=540, check=False,
@@ -41,7 +41,7 @@ def test_the_example_runs_from_outside_the_repository(
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "5 passed" in result.stdout, result.stdout[-2000:]
     # Only the example's labs: other tests may start containers meanwhile.
-    ours = [c for c in docker_client.containers.list(all=True) if c.id not in before]
+    ours = [c for c in docker_client.containers.list(all=True, ignore_removed=True) if c.id not in before]
     left = [c.name for c in ours if str(c.labels.get(PROJECT_LABEL, "")).startswith("testbed-two-lans-")]
     assert left == [], left
     networks = [n.name for n in docker_client.networks.list() if str(n.name).startswith("testbed-two-lans-")]
