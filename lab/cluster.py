@@ -19,12 +19,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker.errors
 from docker.models.containers import Container
+from docker.models.networks import Network
 
 from common.waiting import wait_until
-from lab import engine, machines
+from lab import engine, machines, model
 from lab.engine import LabError
 from lab.machines import CLUSTER_LABEL, MACHINE_LABEL, Shape
 
@@ -77,7 +79,9 @@ def ensure_machine_image(say: Say) -> str:
         env={**_env(), "DOCKER_BUILDKIT": "0"}, capture_output=True, text=True, check=False,
     )  # fmt: skip
     if result.returncode != 0:
-        raise LabError(f"building {tag} failed: {result.stderr.strip()[-400:]}", "is the base image there? scripts/setup")
+        raise LabError(
+            f"building {tag} failed: {result.stderr.strip()[-400:]}", "is the base image there? scripts/setup"
+        )
     return tag
 
 
@@ -92,7 +96,9 @@ def _env() -> dict[str, str]:
 
 def machines_of(cluster: str) -> list[Machine]:
     """The cluster's machines, by number."""
-    found = engine.client().containers.list(all=True, ignore_removed=True, filters={"label": f"{CLUSTER_LABEL}={cluster}"})
+    found = engine.client().containers.list(
+        all=True, ignore_removed=True, filters={"label": f"{CLUSTER_LABEL}={cluster}"}
+    )
     result = []
     for container in found:
         name = container.labels.get(MACHINE_LABEL)
@@ -143,9 +149,11 @@ def _role(url: str) -> str | None:
 
 def attach(cluster: str) -> str:
     """Make this process talk to the cluster: its manager becomes the engine, its machines reachable by name."""
-    machines.register(engines(cluster))
+    found = engines(cluster)
+    machines.register(found)
+    engine.mark_elsewhere(found.values())
     url = manager_url(cluster)
-    engine.use(url)
+    engine.use(url, elsewhere=True)
     return url
 
 
@@ -171,9 +179,9 @@ def up(cluster: str, shape: Shape, *, say: Say) -> list[Machine]:
             image, argv, name=machines.container_name(cluster, name), hostname=name, privileged=True,
             labels=_labels(cluster, **{MACHINE_LABEL: name}), detach=True,
             volumes={volume: {"bind": "/var/lib/docker", "mode": "rw"}, **machines.cgroup_binds(cgroups)},
-            ports={f"{machines.ENGINE_PORT}/tcp": ("127.0.0.1", None)}, network=network.name,
-            networking_config={network.name: docker.types.EndpointConfig(
-                engine.client().api._version, ipv4_address=machines.machine_address(subnet, name))},
+            ports={f"{machines.ENGINE_PORT}/tcp": ("127.0.0.1", 0)}, network=network.name,
+            networking_config={str(network.name): docker.types.EndpointConfig(
+                engine.client().api.api_version, ipv4_address=machines.machine_address(subnet, name))},
         )  # fmt: skip
         container.start()
     found = machines_of(cluster)
@@ -193,16 +201,20 @@ def _run_once(image: str, argv: Sequence[str]) -> str:
     return engine.text(output)
 
 
-def _underlay(cluster: str) -> docker.models.networks.Network:
+def _underlay(cluster: str) -> Network:
     """The cluster's bridge network, on the first free /24 (another may take one meanwhile: then the next)."""
     client = engine.client()
     for _attempt in range(5):
-        used = [str(c.get("Subnet", "")) for n in client.networks.list() for c in (n.attrs.get("IPAM") or {}).get("Config") or []]
+        used = [
+            str(c.get("Subnet", ""))
+            for n in client.networks.list()
+            for c in (n.attrs.get("IPAM") or {}).get("Config") or []
+        ]
         subnet = machines.free_subnet(used)
         pool = docker.types.IPAMPool(subnet=subnet)
         try:
-            return client.networks.create(machines.underlay_name(cluster), driver="bridge",
-                                          ipam=docker.types.IPAMConfig(pool_configs=[pool]), labels=_labels(cluster))  # fmt: skip
+            ipam = docker.types.IPAMConfig(pool_configs=[pool])
+            return client.networks.create(machines.underlay_name(cluster), ipam=ipam, labels=_labels(cluster))
         except docker.errors.APIError as exc:
             if "overlap" not in str(exc):
                 raise
@@ -274,8 +286,8 @@ def down(cluster: str, *, say: Say) -> list[str]:
     client = engine.client()
     removed: list[str] = []
     found = machines_of(cluster)
-    for container in client.containers.list(all=True, ignore_removed=True,
-                                            filters={"label": f"{engine.model.LAB_LABEL}={_project(cluster)}"}):  # fmt: skip
+    sidecars: dict[str, Any] = {"label": f"{model.LAB_LABEL}={_project(cluster)}"}
+    for container in client.containers.list(all=True, ignore_removed=True, filters=sidecars):
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
             removed.append(f"container {container.name}")
@@ -306,7 +318,7 @@ def _remove_cgroups(cluster: str, names: Sequence[str], *, say: Say) -> list[str
     if str(engine.client().info().get("CgroupVersion", "1")) != "1":
         return []
     trees = " ".join(f"/sys/fs/cgroup/*{machines.cgroup_parent(cluster, n)}" for n in names)
-    script = f"for t in {trees}; do [ -d \"$t\" ] && find \"$t\" -depth -type d -exec rmdir {{}} + && echo \"$t\"; done; true"
+    script = f'for t in {trees}; do [ -d "$t" ] && find "$t" -depth -type d -exec rmdir {{}} + && echo "$t"; done; true'
     output = engine.text(engine.client().containers.run(
         machine_image(), ["sh", "-c", script], remove=True, privileged=True, labels={CLUSTER_LABEL: cluster},
         volumes=machines.cgroup_binds("1"),

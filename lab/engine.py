@@ -54,13 +54,19 @@ def _client_for(url: str | None) -> docker.DockerClient:
     found = None
     try:
         # ssh:// goes through the ssh command (its config, keys and agent), as the docker CLI does.
-        found = docker.from_env() if url is None else docker.DockerClient(base_url=url, use_ssh_client=url.startswith("ssh://"))
+        found = (
+            docker.from_env()
+            if url is None
+            else docker.DockerClient(base_url=url, use_ssh_client=url.startswith("ssh://"))
+        )
         found.ping()
     except Exception as exc:  # the SDK raises unrelated types (requests, FileNotFound, DockerException)
         if found is not None:
             found.close()
         where = "" if url is None else f" at {url}"
-        raise LabError(f"no Docker engine answers{where} ({type(exc).__name__})", "start one with scripts/setup") from None
+        raise LabError(
+            f"no Docker engine answers{where} ({type(exc).__name__})", "start one with scripts/setup"
+        ) from None
     _clients[url] = found
     return found
 
@@ -111,10 +117,24 @@ def reaching(url: str | None) -> Iterator[None]:
             os.environ["DOCKER_HOST"] = before
 
 
-def use(url: str) -> None:
-    """From now on, in this process and the ``docker`` commands it runs, the engine is the one at ``url``."""
+_elsewhere: set[str] = set()  # engine URLs on 127.0.0.1 whose machine is not this one (a simulated cluster's)
+
+
+def use(url: str, *, elsewhere: bool = False) -> None:
+    """From now on, in this process and the ``docker`` commands it runs, the engine is the one at ``url``.
+
+    ``elsewhere``: its machine is not this one though its URL says 127.0.0.1 (a machine of
+    a simulated cluster, whose published ports are on the machine's own interfaces).
+    """
     os.environ["DOCKER_HOST"] = url
+    if elsewhere:
+        mark_elsewhere([url])
     forget_clients()
+
+
+def mark_elsewhere(urls: Iterable[str]) -> None:
+    """Say that the engines at ``urls`` run on other machines, though reached through 127.0.0.1."""
+    _elsewhere.update(urls)
 
 
 @functools.cache
@@ -131,6 +151,8 @@ def on_this_machine() -> bool:
     The SDK names a unix socket's engine ``localhost``; ``tcp://`` and ``ssh://`` engines elsewhere keep
     their host's name.
     """
+    if (_reaching.get() or os.environ.get("DOCKER_HOST")) in _elsewhere:
+        return False
     return urllib.parse.urlsplit(str(client().api.base_url)).hostname in ("localhost", "127.0.0.1", "::1")
 
 
