@@ -32,7 +32,9 @@ class NodeHandle:
 
     @property
     def container(self) -> Container:
-        found = self.lab.backend.find_container(self.lab.project, self.name)
+        """Its container, through the engine of the machine that runs it (the object keeps that engine)."""
+        with self.lab.on(self.name):
+            found = self.lab.backend.find_container(self.lab.project, self.name)
         found.reload()
         return found
 
@@ -70,10 +72,12 @@ class NodeHandle:
         self.container.unpause()
 
     def disconnect(self, network: str) -> None:
-        impair.disconnect(self.lab.ref(self.name), self.lab.backend.network_ref(self.lab.project, network))
+        with self.lab.on(self.name):
+            impair.disconnect(self.lab.ref(self.name), self.lab.backend.network_ref(self.lab.project, network))
 
     def connect(self, network: str) -> None:
-        impair.reconnect(self.lab.ref(self.name), self.lab.backend.network_ref(self.lab.project, network))
+        with self.lab.on(self.name):
+            impair.reconnect(self.lab.ref(self.name), self.lab.backend.network_ref(self.lab.project, network))
 
 
 @dataclass
@@ -152,27 +156,34 @@ class RunningLab:
 
         return [dataclasses.replace(row, probes=probes(row, w)) for row, w in zip(rows, why, strict=True)]
 
+    def on(self, node: str) -> contextlib.AbstractContextManager[None]:
+        """A block that talks to the engine running ``node`` (another machine's, for a Swarm task there)."""
+        return self.backend.reach(self.project, node)
+
     def ref(self, node: str, *, network: str | None = None) -> model.NodeRef:
         return self.backend.node_ref(self.project, node, network=network)
 
     def node(self, name: str) -> NodeHandle:
         """A handle on one node (checked to exist now)."""
-        self.backend.find_container(self.project, name)
+        with self.on(name):
+            self.backend.find_container(self.project, name)
         return self.nodes.setdefault(name, NodeHandle(self, name))
 
     # ----------------------------------------------------------------------- commands
 
     def exec(self, node: str, *argv: str, user: str | None = None) -> Ran:
         """Run a command inside ``node`` (its own container); exit code and output."""
-        return self.backend.run_in(self.project, node, argv, user=user)
+        with self.on(node):
+            return self.backend.run_in(self.project, node, argv, user=user)
 
     def run(self, node: str, *argv: str, timeout: float = engine.CLIENT_TIMEOUT) -> Ran:
         """Run a one-shot command of the node image in ``node``'s network namespace: its addresses, routes and names.
 
         The node's own image needs none of the tools: a client container joins its namespace.
         """
-        container = self.backend.find_container(self.project, node)
-        return engine.run_client(argv, labels={model.LAB_LABEL: self.name}, beside=container, timeout=timeout)
+        with self.on(node):
+            container = self.backend.find_container(self.project, node)
+            return engine.run_client(argv, labels={model.LAB_LABEL: self.name}, beside=container, timeout=timeout)
 
     def run_on(self, network: str, *argv: str, timeout: float = engine.CLIENT_TIMEOUT) -> Ran:
         """Run a one-shot command of the node image as a host of its own on ``network`` (the topology's name)."""
@@ -185,14 +196,21 @@ class RunningLab:
                loss: str | None = None, rate: str | None = None) -> str:  # fmt: skip
         """Delay, jitter, drop or rate-limit ``node``'s egress (``network``: one link); the backend used."""
         spec = model.Impairment.parse(delay=delay, jitter=jitter, loss=loss, rate=rate)
-        return impair.apply(self.ref(node, network=network), spec)
+        with self.on(node):
+            return impair.apply(self.ref(node, network=network), spec)
 
     def clear(self, node: str, *, network: str | None = None) -> None:
-        impair.clear(self.ref(node, network=network))
+        with self.on(node):
+            impair.clear(self.ref(node, network=network))
 
     def partition(self, a: str, b: str) -> None:
-        """Drop all traffic between two nodes, both ways, until ``heal``."""
-        impair.partition(self.ref(a), self.ref(b))
+        """Drop all traffic between two nodes, both ways, until ``heal`` (both on one machine)."""
+        where = {self.backend.machine_of(self.project, a), self.backend.machine_of(self.project, b)}
+        if len(where) > 1:
+            raise LabError(f"{a} and {b} run on different machines ({', '.join(sorted(map(str, where)))})",
+                           "partition their machines instead: lab cluster partition HOST HOST")  # fmt: skip
+        with self.on(a):
+            impair.partition(self.ref(a), self.ref(b))
 
     def changes(self) -> list[Active]:
         """The impairments, partitions and disconnections in force, each saying whether its sidecar still runs."""
@@ -209,12 +227,13 @@ class RunningLab:
     def capture(self, target: str, output: Path, *, duration: float | None = None, count: int | None = None,
                 expression: Sequence[str] = ()) -> capture.Captured:  # fmt: skip
         """Capture a node's or a whole network's packets into ``output`` (pcap): the file, its packets, a summary."""
-        where: model.NodeRef | model.NetworkRef
         if target in self.backend.networks(self.project):
             where = self.backend.network_ref(self.project, target)
-        else:
-            where = self.ref(target)
-        return capture.captured(capture.capture(where, output, duration=duration, count=count, expression=expression))
+            return capture.captured(capture.capture(where, output, duration=duration, count=count,
+                                                    expression=expression))  # fmt: skip
+        with self.on(target):
+            return capture.captured(capture.capture(self.ref(target), output, duration=duration, count=count,
+                                                    expression=expression))  # fmt: skip
 
     @contextlib.contextmanager
     def faults(self, schedule: str | Path | chaos.Schedule, *, seed: int = 0,

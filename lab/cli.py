@@ -25,9 +25,10 @@ from typing import Any
 import docker.errors
 
 from common.errors import TestbedError
-from lab import backends, compose, graph, model, reach
+from lab import backends, cli_cluster, cluster, compose, graph, model, reach
 from lab.api import RunningLab
 from lab.cli_chaos import cmd_chaos
+from lab.cli_cluster import cmd_cluster
 from lab.cli_table import UsageError, parser
 from lab.impair import Active
 from lab.loader import LAB_NAME, load
@@ -226,16 +227,18 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not command:
         raise UsageError("no command to run", "write lab exec NODE -- COMMAND ...")
     lab = target(args)
-    container = lab.backend.find_container(lab.project, args.node)
-    tty = ["-t"] if sys.stdin.isatty() and sys.stdout.isatty() else []
-    who = ["--user", args.user] if args.user else []
-    return _docker(["exec", "-i", *tty, *who, str(container.name), *command])
+    with lab.on(args.node):  # a Swarm task on another machine: through that machine's engine
+        container = lab.backend.find_container(lab.project, args.node)
+        tty = ["-t"] if sys.stdin.isatty() and sys.stdout.isatty() else []
+        who = ["--user", args.user] if args.user else []
+        return _docker(["exec", "-i", *tty, *who, str(container.name), *command])
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     lab = target(args)
-    container = lab.backend.find_container(lab.project, args.node)
-    return _docker(["logs", "--tail", args.tail, *(["--follow"] if args.follow else []), str(container.name)])
+    with lab.on(args.node):
+        container = lab.backend.find_container(lab.project, args.node)
+        return _docker(["logs", "--tail", args.tail, *(["--follow"] if args.follow else []), str(container.name)])
 
 
 def _docker(args: Sequence[str]) -> int:
@@ -295,7 +298,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         return check([args.protocol, args.target, *options])
     lab = target(args)
-    container = lab.backend.find_container(lab.project, args.target)
+    with lab.on(args.target):
+        container = lab.backend.find_container(lab.project, args.target)
     transport = "udp" if args.protocol == "creosote" else "tcp"
     port = (
         args.port or _exposed_port(container.attrs, transport) or _service_port(args.target, args.protocol, transport)
@@ -333,6 +337,7 @@ HANDLERS = {
     "up": cmd_up, "down": cmd_down, "ps": cmd_ps, "exec": cmd_exec, "logs": cmd_logs, "impair": cmd_impair,
     "partition": cmd_partition, "heal": cmd_heal, "capture": cmd_capture, "graph": cmd_graph,
     "validate": cmd_validate, "render": cmd_render, "wipe": cmd_wipe, "check": cmd_check, "chaos": cmd_chaos,
+    "cluster": cmd_cluster,
 }  # fmt: skip
 
 
@@ -340,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one verb; map every expected failure to one line and an exit code."""
     args = parser().parse_args(argv)
     try:
+        if getattr(args, "cluster", False):  # every lab verb then talks to the cluster's manager and machines
+            cluster.attach(cli_cluster.cluster_name(args))
+            args.swarm = True
         return HANDLERS[args.verb](args)
     except ReadError as exc:  # a topology's or a schedule's problems, one file:line each
         print(exc, file=sys.stderr)

@@ -12,6 +12,7 @@ from typing import Any
 
 from common.argtypes import non_negative_int, port_number, positive_float, positive_int
 from common.errors import TestbedError
+from lab import machines
 from protocols import registry
 
 EXAMPLES = """examples:
@@ -24,6 +25,7 @@ EXAMPLES = """examples:
   lab up --swarm                                the default lab as a Swarm stack (several machines)
   lab down --swarm
   lab chaos run examples/chaos/default.yaml -t default --seed 7
+  lab cluster up && lab up --swarm --cluster    three machines on this one, the lab spread over them
 
 Which lab a verb acts on: the one named (-t NAME|FILE, or the topology
 argument of up, down, graph, validate and render), else the only lab
@@ -52,6 +54,7 @@ def _topology(parser: argparse.ArgumentParser, *, optional: bool = True) -> None
 
 def _swarm(parser: argparse.ArgumentParser, *, offset: bool = False) -> None:
     parser.add_argument("--swarm", action="store_true", help="a Docker Swarm stack across machines (docs/swarm.md)")
+    _cluster_flags(parser)
     if offset:
         parser.add_argument(
             "--port-offset", type=non_negative_int, default=0, metavar="N",
@@ -78,18 +81,21 @@ def _verbs(sub: Any) -> None:
 
     p = sub.add_parser("exec", help="run a command inside a node: lab exec NODE -- COMMAND ...")
     _lab(p)
+    _cluster_flags(p)
     p.add_argument("--user", help="run as this user (default: the container's, node)")
     p.add_argument("node", help="node name (its hostname)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
 
     p = sub.add_parser("logs", help="show a node's log (its event lines)")
     _lab(p)
+    _cluster_flags(p)
     p.add_argument("node", help="node name")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.add_argument("--tail", default="all", help="only the last N lines (default: all)")
 
     p = sub.add_parser("impair", help="add delay, jitter, loss or a rate limit to a node's links (or --clear)")
     _lab(p)
+    _cluster_flags(p)
     p.add_argument("node", help="node name")
     p.add_argument("--network", help="only the link to this network (default: every link of the node)")
     p.add_argument("--delay", help="added one-way delay, like 80ms, 1s or 250us")
@@ -100,6 +106,7 @@ def _verbs(sub: Any) -> None:
 
     p = sub.add_parser("partition", help="cut all traffic between two nodes (lab heal restores it)")
     _lab(p)
+    _cluster_flags(p)
     p.add_argument("a", help="node name")
     p.add_argument("b", help="node name")
 
@@ -107,9 +114,11 @@ def _verbs(sub: Any) -> None:
         "heal", help="undo every partition and disconnection of a lab (impairments stay: impair --clear)"
     )
     _lab(p)
+    _cluster_flags(p)
 
     p = sub.add_parser("capture", help="capture packets of a node or a whole network into a pcap file")
     _lab(p)
+    _cluster_flags(p)
     p.add_argument("target", metavar="NODE|NETWORK", help="a node name or a network name")
     p.add_argument("-o", "--output", type=Path, required=True, help="pcap file to write, like trace.pcap")
     limit = p.add_mutually_exclusive_group()
@@ -118,6 +127,7 @@ def _verbs(sub: Any) -> None:
 
     p = sub.add_parser("check", help="check a server against its protocol: lab check echo NODE -t LAB, or HOST:PORT")
     _lab(p)
+    _cluster_flags(p)
     p.add_argument("protocol", choices=registry.PROTOCOLS, help="the protocol the server should speak")
     p.add_argument("target", metavar="NODE|HOST:PORT", help="a node of a running lab, or an address from this machine")
     p.add_argument("--port", type=port_number, help="with NODE: its port (default: the one it exposes, or the usual)")
@@ -153,6 +163,7 @@ def _verbs(sub: Any) -> None:
     _swarm(p, offset=True)
 
     _chaos(sub)
+    _cluster(sub)
 
     p = sub.add_parser("wipe", help="remove every container, network and volume labelled testbed.lab (or one lab's)")
     _lab(p)
@@ -161,6 +172,7 @@ def _verbs(sub: Any) -> None:
 CHAOS_EXAMPLES = """examples:
   lab chaos plan examples/chaos/default.yaml --seed 7      the steps seed 7 gives, one JSON line each
   lab chaos run examples/chaos/default.yaml -t default --seed 7
+  lab cluster up && lab up --swarm --cluster    three machines on this one, the lab spread over them
   lab chaos run short.yaml --workload chat,echo=my-echo:7007 --history run.jsonl
   lab chaos check run.jsonl                                check and draw a saved history again
 
@@ -183,15 +195,83 @@ def _chaos(sub: Any) -> None:
     p.add_argument("file", type=Path, help="a schedule file (YAML)")
     _lab(p)
     p.add_argument("--seed", **seed)
-    p.add_argument("--workload", metavar="NAME[=NODE[:PORT]],...",
-                   help="chat, creosote, echo, threaded, or none (default: each whose server is a node of the lab)")
-    p.add_argument("--history", type=Path, metavar="FILE",
-                   help="the history, JSON lines (default: .lab/<lab>/chaos-<seed>.jsonl)")
+    p.add_argument(
+        "--workload",
+        metavar="NAME[=NODE[:PORT]],...",
+        help="chat, creosote, echo, threaded, or none (default: each whose server is a node of the lab)",
+    )
+    p.add_argument(
+        "--history", type=Path, metavar="FILE", help="the history, JSON lines (default: .lab/<lab>/chaos-<seed>.jsonl)"
+    )
     p.add_argument("--timeline", type=Path, metavar="FILE", help="the picture, SVG (default: the history's, .svg)")
 
     p = verbs.add_parser("check", help="check a saved history again and draw its timeline")
     p.add_argument("history_file", type=Path, metavar="HISTORY", help="a history written by lab chaos run")
     p.add_argument("--timeline", type=Path, metavar="FILE", help="the picture, SVG (default: the history's, .svg)")
+
+
+CLUSTER_EXAMPLES = """examples:
+  lab cluster up                          three machines h1 h2 h3 (h1 manages the Swarm)
+  lab up --swarm --cluster                the default lab spread over them
+  lab ps --cluster                        each node and the machine it runs on
+  lab cluster exec h2 -- docker run --rm --network testbed_lab testbed/node:latest python3 -m clients.tour
+  lab cluster impair h2 --delay 40ms      slow h2's underlay link (its VXLAN traffic too)
+  lab cluster partition h1 h3             cut h1 from h3 (lab cluster heal restores it)
+  lab cluster stop h3                     stop a machine; see Swarm move its tasks, timed
+  lab cluster start h3
+  lab down --swarm --cluster
+  lab cluster down                        no container, network, volume or cgroup left
+
+Real machines: docs/cluster.md.
+"""
+
+
+def _cluster_flags(parser: argparse.ArgumentParser) -> None:
+    """``--cluster``: the lab verb acts on the simulated cluster (its manager's engine, its machines)."""
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="on the simulated cluster of lab cluster up (implies --swarm; docs/cluster.md)",
+    )
+    parser.add_argument("--cluster-name", default=None, metavar="NAME",
+                        help=f"which cluster (default: $LAB_CLUSTER or {machines.DEFAULT_CLUSTER})")  # fmt: skip
+
+
+def _cluster(sub: Any) -> None:
+    """The ``lab cluster`` verbs."""
+    top = sub.add_parser("cluster", help="several machines on this one: each a container with its own engine",
+                         epilog=CLUSTER_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    verbs = top.add_subparsers(dest="cluster_verb", required=True, metavar="VERB")
+
+    def verb(name: str, text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = verbs.add_parser(name, help=text, description=text)
+        p.add_argument("--name", dest="cluster_name", metavar="NAME",
+                       help=f"the cluster (default: $LAB_CLUSTER or {machines.DEFAULT_CLUSTER})")  # fmt: skip
+        return p
+
+    p = verb("up", "start the machines, load the node image into each, form a Swarm")
+    p.add_argument("--hosts", type=positive_int, default=3, help="how many machines (default 3)")
+    p.add_argument("--managers", type=positive_int, default=1, help="how many of them manage the Swarm (default 1)")
+    verb("ls", "list the machines: state, underlay address, engine, Swarm role")
+    p = verb("exec", "run a command on a machine: lab cluster exec h1 -- docker ps")
+    p.add_argument("machine", help="h1, h2, ...")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
+    p = verb("impair", "delay, drop or rate-limit what a machine sends on the underlay (or --clear)")
+    p.add_argument("machine", help="h1, h2, ...")
+    p.add_argument("--delay", help="added one-way delay, like 40ms")
+    p.add_argument("--jitter", help="delay variation, like 5ms (needs --delay)")
+    p.add_argument("--loss", help="packets dropped, like 1%%")
+    p.add_argument("--rate", help="bandwidth limit, like 10mbit")
+    p.add_argument("--clear", action="store_true", help="remove the machine's impairment")
+    p = verb("partition", "drop all traffic between two machines (lab cluster heal restores it)")
+    p.add_argument("a", help="h1, h2, ...")
+    p.add_argument("b", help="h1, h2, ...")
+    verb("heal", "undo every partition between the machines")
+    p = verb("stop", "stop a machine; print which tasks Swarm ran elsewhere and how long that took")
+    p.add_argument("machine", help="h1, h2, ...")
+    p = verb("start", "start a stopped machine again; wait until Swarm counts it ready")
+    p.add_argument("machine", help="h1, h2, ...")
+    verb("down", "remove the machines, their volumes, the underlay and their cgroups")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -7,10 +7,12 @@ plugin all come through here, so "no engine answers", "no such container" and
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import os
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,18 +40,101 @@ class LabError(TestbedError):
         self.hint = hint
 
 
-@functools.cache
-def client() -> docker.DockerClient:
-    """The client for the engine of ``DOCKER_HOST`` (one per process), or a ``LabError`` saying how to get one."""
+# The engine a block of code talks to instead of $DOCKER_HOST's: another machine's (``reaching``).
+_reaching: contextvars.ContextVar[str | None] = contextvars.ContextVar("reaching", default=None)
+
+
+_clients: dict[str | None, docker.DockerClient] = {}  # one per engine URL (None: $DOCKER_HOST's)
+
+
+def _client_for(url: str | None) -> docker.DockerClient:
+    """The client of the engine at ``url`` (``None``: ``$DOCKER_HOST``), or a ``LabError`` saying how to get one."""
+    if url in _clients:
+        return _clients[url]
     found = None
     try:
-        found = docker.from_env()
+        # ssh:// goes through the ssh command (its config, keys and agent), as the docker CLI does.
+        found = (
+            docker.from_env()
+            if url is None
+            else docker.DockerClient(base_url=url, use_ssh_client=url.startswith("ssh://"))
+        )
         found.ping()
     except Exception as exc:  # the SDK raises unrelated types (requests, FileNotFound, DockerException)
         if found is not None:
             found.close()
-        raise LabError(f"no Docker engine answers ({type(exc).__name__})", "start one with scripts/setup") from None
+        where = "" if url is None else f" at {url}"
+        raise LabError(
+            f"no Docker engine answers{where} ({type(exc).__name__})", "start one with scripts/setup"
+        ) from None
+    _clients[url] = found
     return found
+
+
+def client() -> docker.DockerClient:
+    """The client for the engine of ``DOCKER_HOST`` (one per process), or of the machine ``reaching`` names."""
+    return _client_for(_reaching.get())
+
+
+def client_at(url: str) -> docker.DockerClient:
+    """The client for the engine at ``url`` (``tcp://``, ``ssh://``, ``unix://``), kept like ``client()``'s."""
+    return _client_for(url)
+
+
+def forget_client(url: str | None) -> None:
+    """Close and drop the client of one engine (it restarted, or moved to another port)."""
+    gone = _clients.pop(url, None)
+    if gone is not None:
+        gone.close()
+
+
+def forget_clients() -> None:
+    """Drop every client (after ``DOCKER_HOST`` changed, or when a test session ends)."""
+    for url in list(_clients):
+        forget_client(url)
+    engine_major.cache_clear()
+
+
+@contextlib.contextmanager
+def reaching(url: str | None) -> Iterator[None]:
+    """Within the block, ``client()`` and ``docker`` commands (``DOCKER_HOST``) talk to the engine at ``url``.
+
+    ``None`` changes nothing: the engine stays ``$DOCKER_HOST``'s.
+    """
+    if url is None:
+        yield
+        return
+    token = _reaching.set(url)
+    before = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = url
+    try:
+        yield
+    finally:
+        _reaching.reset(token)
+        if before is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = before
+
+
+_elsewhere: set[str] = set()  # engine URLs on 127.0.0.1 whose machine is not this one (a simulated cluster's)
+
+
+def use(url: str, *, elsewhere: bool = False) -> None:
+    """From now on, in this process and the ``docker`` commands it runs, the engine is the one at ``url``.
+
+    ``elsewhere``: its machine is not this one though its URL says 127.0.0.1 (a machine of
+    a simulated cluster, whose published ports are on the machine's own interfaces).
+    """
+    os.environ["DOCKER_HOST"] = url
+    if elsewhere:
+        mark_elsewhere([url])
+    forget_clients()
+
+
+def mark_elsewhere(urls: Iterable[str]) -> None:
+    """Say that the engines at ``urls`` run on other machines, though reached through 127.0.0.1."""
+    _elsewhere.update(urls)
 
 
 @functools.cache
@@ -66,6 +151,8 @@ def on_this_machine() -> bool:
     The SDK names a unix socket's engine ``localhost``; ``tcp://`` and ``ssh://`` engines elsewhere keep
     their host's name.
     """
+    if (_reaching.get() or os.environ.get("DOCKER_HOST")) in _elsewhere:
+        return False
     return urllib.parse.urlsplit(str(client().api.base_url)).hostname in ("localhost", "127.0.0.1", "::1")
 
 

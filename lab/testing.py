@@ -375,7 +375,7 @@ def docker_client() -> Iterator[docker.DockerClient]:
     finally:
         sweep(client, run=RUN_ID)
         client.close()
-        engine.client.cache_clear()
+        engine.forget_clients()
 
 
 @pytest.fixture(scope="session")

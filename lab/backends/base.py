@@ -181,6 +181,14 @@ class Backend(ABC):
 
     # ----------------------------------------------------------------------- shared on top of the above
 
+    def reach(self, project: str, node: str) -> contextlib.AbstractContextManager[None]:
+        """A block in which ``engine.client()`` is the engine that runs ``node`` (here: always this one)."""
+        return contextlib.nullcontext()
+
+    def machine_of(self, project: str, node: str) -> str | None:
+        """The machine running ``node``'s container, when the lab spans several; None for one engine."""
+        return None
+
     def find_container(self, project: str, node: str) -> Container:
         """The container of one node of a lab, or a ``LabError`` listing the nodes there are."""
         found = self.node_containers(project, node)

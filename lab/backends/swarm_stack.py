@@ -7,8 +7,9 @@ engine. Volumes are local to each machine: only this engine's are removed.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import docker.errors
 from docker.models.containers import Container
 
-from lab import compose, engine, model, reach, swarm
+from lab import compose, engine, machines, model, reach, swarm
 from lab.backends.base import Backend, Row, Say, inventory, probe_programs, remove_labelled, remove_sidecars, run_docker
 from lab.engine import PROJECT_LABEL, STACK_LABEL, LabError
 
@@ -291,8 +292,35 @@ class SwarmStack(Backend):
             return super().find_container(project, node)
         except LabError as exc:
             raise LabError(
-                exc.what, f"{exc.hint}; lab reaches a Swarm task only on the machine it runs on (lab ps shows which)"
+                exc.what,
+                f"{exc.hint}; lab reaches a task on another machine through that machine's engine: a Docker "
+                "context named like it, or LAB_MACHINES (docs/cluster.md)",
             ) from None
+
+    def machine_of(self, project: str, node: str) -> str | None:
+        """The hostname of the Swarm node that runs ``node``'s task (asked of a manager)."""
+        if swarm_role() != "manager":
+            return None
+        service = stack_services(project).get(node)
+        if service is None:
+            return None
+        machine_id = _tasks(service).machine_id
+        return next((str(n.attrs["Description"]["Hostname"]) for n in engine.client().nodes.list()
+                     if str(n.id) == machine_id), None)  # fmt: skip
+
+    @contextlib.contextmanager
+    def reach(self, project: str, node: str) -> Iterator[None]:
+        """Through the engine of the machine running the task, when it is not this one and its URL is known.
+
+        A machine's engine is found by its name (``lab.machines.engine_url``): a simulated
+        cluster's, ``LAB_MACHINES``, or a Docker context named like the machine.
+        """
+        url = None
+        if not self.node_containers(project, node):
+            machine = self.machine_of(project, node)
+            url = machines.engine_url(machine, os.environ) if machine else None
+        with engine.reaching(url):
+            yield
 
     def network_names(self, project: str) -> list[str]:
         return [str(n.name) for n in engine.client().networks.list(filters={"label": [f"{STACK_LABEL}={project}"]})]

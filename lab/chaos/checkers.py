@@ -163,9 +163,15 @@ def check_chat(history: History, *, before: float = BEFORE, after: float = AFTER
             got = seen.get((member, sender), [])
             _order(found, member, sender, got, sent[sender])
             received = {seq for seq, _ in got}
-            missing += [(when, f"{member} never saw {sender}'s message {seq} (sent at {found.at(when)}), "
-                               f"and no fault touched {room} or {history.client} near then")
-                        for seq, when in sorted(sent[sender].items()) if when >= first and seq not in received]
+            missing += [
+                (
+                    when,
+                    f"{member} never saw {sender}'s message {seq} (sent at {found.at(when)}), "
+                    f"and no fault touched {room} or {history.client} near then",
+                )
+                for seq, when in sorted(sent[sender].items())
+                if when >= first and seq not in received
+            ]
     lost, excused = _judge_losses(found, windows, missing, before=before, after=after)
     deliveries = sum(len(v) for v in seen.values())
     messages = sum(len(v) for v in sent.values())
@@ -215,8 +221,13 @@ def check_creosote(history: History, *, before: float = BEFORE, after: float = A
         if seq in stored:
             found.mark(when, "ok")
         else:
-            missing.append((when, f"datagram {seq} (sent at {found.at(when)}) is not in the file, and nothing "
-                                  f"that drops datagrams touched {sink} or {history.client} near then"))
+            missing.append(
+                (
+                    when,
+                    f"datagram {seq} (sent at {found.at(when)}) is not in the file, and nothing "
+                    f"that drops datagrams touched {sink} or {history.client} near then",
+                )
+            )
     lost, excused = _judge_losses(found, windows, missing, before=before, after=after)
     kept = 0
     for snapshot in history.events("creosote", "flushed"):

@@ -145,8 +145,10 @@ class Runner:
                                what=f"workload {name}")  # fmt: skip
                 except TimeoutError as exc:
                     tail = engine.logs(container).splitlines()[-3:]
-                    raise LabError(f"{exc}; its last lines: {' / '.join(tail) or '(none)'}",
-                                   f"can the clients' host reach {name}'s server? lab ps") from None
+                    raise LabError(
+                        f"{exc}; its last lines: {' / '.join(tail) or '(none)'}",
+                        f"can the clients' host reach {name}'s server? lab ps",
+                    ) from None
         except BaseException:
             workloads.remove(self.tag)
             raise
@@ -217,8 +219,11 @@ class Runner:
             lab.node(node).pause()
         elif step.do == "disconnect":
             host = self.host if node == self.schedule.client else None
-            attached = [step.network] if step.network else (
-                _networks_of(host, self.lab.project) if host is not None else workloads.node_networks(lab, node))
+            attached = (
+                [step.network]
+                if step.network
+                else (_networks_of(host, self.lab.project) if host is not None else workloads.node_networks(lab, node))
+            )
             for network in attached:
                 impair.disconnect(self._ref(node), lab.backend.network_ref(lab.project, network))
                 each.networks.append(network)

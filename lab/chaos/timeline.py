@@ -95,8 +95,13 @@ def svg(history: History, verdicts: Sequence[Verdict]) -> str:
         f"<style>{STYLE}</style>",
         f'<rect width="{WIDTH}" height="{height:.0f}" fill="#ffffff"/>',
         _text(16, 28, heading, "title"),
-        _text(16, 48, f"faults: pale while being applied or undone, solid while in force; below, what the clients "
-              f"saw, in {BIN:g} s bins", "muted"),
+        _text(
+            16,
+            48,
+            f"faults: pale while being applied or undone, solid while in force; below, what the clients "
+            f"saw, in {BIN:g} s bins",
+            "muted",
+        ),
     ]
     parts += _axis(span, x, t0, faults_top - 8, bottom)
     parts.append(_text(16, faults_top - 10, "faults", "head"))
@@ -165,7 +170,8 @@ def _bins(verdict: Verdict, place: Place, y: float, t0: float, span: float) -> l
         start = t0 + index * BIN
         left, right = place(start), place(min(start + BIN, t0 + span))
         tip = f"{index * BIN:g}-{(index + 1) * BIN:g} s: " + ", ".join(
-            f"{n} {OUTCOME_TEXT.get(o, o)}" for o, n in sorted(counts[index].items()))
+            f"{n} {OUTCOME_TEXT.get(o, o)}" for o, n in sorted(counts[index].items())
+        )
         parts.append(_rect(left + 0.5, y + 5, right - left - 1, ROW - 10, colours[outcome], tip=tip))
     return parts
 
