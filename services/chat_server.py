@@ -121,13 +121,12 @@ class ChatServer:
             queue_limit=self.queue_limit,
         )
         self._ready.set()
-        self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
-        self._ticker = loop.call_later(PRESENCE_WINDOW, self._tick)
         try:
             await self._stopping.wait()
         finally:
-            self._sweeper.cancel()
-            self._ticker.cancel()
+            for timer in (self._sweeper, self._ticker):
+                if timer is not None:
+                    timer.cancel()
             server.close()
             await self._close_everyone()
             self.log("stopped")
@@ -189,6 +188,7 @@ class ChatServer:
         now = self.now()
         member.clock = Clock(self.rules, source_of(address), now)  # replaced by admission's when seated by it
         self._members[member.conn] = member
+        self._keep_time()
         state = peer_state(transport)
         if state == "reset":
             self.lost(member)
@@ -382,12 +382,25 @@ class ChatServer:
                 self.deliver(self.room.expire(member.conn, self.idle_timeout))
             elif why == LINE_DEADLINE:
                 self.deliver(self.room.dismiss(member.conn, deadline_message(self.line_deadline), "line too slow"))
-        self._sweeper = self._loop.call_later(self._sweep_interval(), self._sweep)
+        self._sweeper = self._loop.call_later(self._sweep_interval(), self._sweep) if self._members else None
 
     def _tick(self) -> None:
         assert self._loop is not None
         self.deliver(self.room.tick())
-        self._ticker = self._loop.call_later(PRESENCE_WINDOW, self._tick)
+        # The tick after the last member left is the last: it has ended the window of their departures.
+        self._ticker = self._loop.call_later(PRESENCE_WINDOW, self._tick) if self._members else None
+
+    def _keep_time(self) -> None:
+        """Start the sweeper and the presence ticker if they are not running: they run only while anyone is here.
+
+        An empty room has no clock to look at, so an idle chat server sleeps in
+        the kernel until someone connects (they used to wake it twice a second).
+        """
+        assert self._loop is not None
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_later(self._sweep_interval(), self._sweep)
+        if self._ticker is None:
+            self._ticker = self._loop.call_later(PRESENCE_WINDOW, self._tick)
 
     async def _close_everyone(self) -> None:
         self.deliver(self.room.shutdown())

@@ -17,7 +17,7 @@ from common.argtypes import positive_float, positive_int
 from common.eventlog import EventLog
 from protocols.session import SessionFactory
 from services.common import base_parser, bind_tcp, bind_udp, raise_on_signals, run_main
-from services.runners import MODELS, DatagramAnswer, Limits, serve_datagrams, serve_stream
+from services.runners import MODELS, DatagramAnswer, Limits, StopSwitch, serve_datagrams, serve_stream
 
 DEFAULT_LIMITS = Limits()
 
@@ -145,7 +145,7 @@ def stream_service(
             parser.error(str(exc))
         log = EventLog(name, log_loopback=args.log_loopback)
         raise_on_signals()
-        stop = threading.Event()
+        stop = StopSwitch()
         listener = bind_tcp(args.host, args.port)
         udp: socket.socket | None = None
         try:

@@ -6,6 +6,7 @@ does the work, so tests can run either in a thread and stop it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import select
 import socket
@@ -20,7 +21,9 @@ from common.eventlog import EventLog
 from protocols.creosote import Address, is_ping, pong
 from services.common import Stopped, peer_name
 
-MAX_TICK = 0.2  # longest blocking receive: bounds how long stop() and expiry wait
+# Longest blocking receive while idle: how late, at most, a timer with nothing due says so (the loss report
+# every 10 s, a partial message's expiry). stop() does not wait for it: it wakes the loop.
+MAX_TICK = 1.0
 TICK_EVERY = 0.001  # the handler's timers (flushes, expiry) are looked at this often under load
 _TRANSIENT = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH}  # ICMP echoes
 _OVERLOAD = {errno.ENOBUFS, errno.ENOMEM}
@@ -68,9 +71,9 @@ class Handler(Protocol):
 class Sink:
     """The UDP loop: receive, answer the probe, hand every other datagram to ``handler``.
 
-    ``serve_forever`` runs until ``stop`` (from any thread, noticed within
-    ``MAX_TICK``) or until ``Stopped`` arrives from a signal handler; either way
-    the handler is closed, so buffered records are flushed.
+    ``serve_forever`` runs until ``stop`` (from any thread: it wakes the loop
+    through a socket pair of its own) or until ``Stopped`` arrives from a signal
+    handler; either way the handler is closed, so buffered records are flushed.
     """
 
     def __init__(self, sock: socket.socket, handler: Handler, *, log: EventLog, buffer_size: int) -> None:
@@ -80,6 +83,8 @@ class Sink:
         self._buffer = memoryview(bytearray(buffer_size))  # reused: the payload copy is the only allocation
         self._poller = select.poll()  # waits only when the queue is empty (see _receive)
         self._poller.register(sock, select.POLLIN)
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._poller.register(self._wake_read, select.POLLIN)
         self._stopping = threading.Event()
         self._closed = False
         self.errors = 0
@@ -110,6 +115,8 @@ class Sink:
     def stop(self) -> None:
         """Ask ``serve_forever`` to return; safe from any thread."""
         self._stopping.set()
+        with contextlib.suppress(OSError):  # closed already: the loop is over
+            self._wake_write.send(b"x")
 
     def close(self) -> None:
         """Close the handler and the socket; log the final counts."""
@@ -118,6 +125,8 @@ class Sink:
         self._closed = True
         self._handler.close()
         self._sock.close()
+        self._wake_read.close()
+        self._wake_write.close()
         self._log.end_second()
         self._log("stopped", count=self._handler.count, errors=self.errors)
 

@@ -28,9 +28,10 @@ from protocols.session import SessionFactory
 from services.common import bind_tcp, peer_name
 from services.runners.blocking import handle_connection, serve_iterative, serve_threaded
 from services.runners.forking import serve_forking
-from services.runners.limits import DEFAULT_LINE_DEADLINE, POLL, Limits
+from services.runners.limits import DEFAULT_LINE_DEADLINE, Limits
 from services.runners.selecting import serve_selectors
 from services.runners.sockets import close_gracefully, set_kernel_timeouts
+from services.runners.stopping import StopSwitch, shut_for_reading
 from services.runners.streams import cap_transport_reads, serve_asyncio
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "MODELS",
     "DatagramAnswer",
     "Limits",
+    "StopSwitch",
     "StreamServer",
     "cap_transport_reads",
     "close_gracefully",
@@ -70,7 +72,7 @@ def serve_stream(
     model: str = "threaded",
     limits: Limits | None = None,
     log: EventLog,
-    stop: threading.Event | None = None,
+    stop: StopSwitch | None = None,
 ) -> None:
     """Serve ``factory``'s sessions on ``listener`` with one concurrency model.
 
@@ -80,7 +82,7 @@ def serve_stream(
         runner = _RUNNERS[model]
     except KeyError:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}") from None
-    runner(listener, factory, limits=limits or Limits(), log=log, stop=stop or threading.Event())
+    runner(listener, factory, limits=limits or Limits(), log=log, stop=stop or StopSwitch())
 
 
 class StreamServer:
@@ -106,7 +108,7 @@ class StreamServer:
         self.factory, self.host, self.port, self.model = factory, host, port, model
         self.limits = limits or Limits()
         self.log = log or EventLog(model)
-        self._stop = threading.Event()
+        self._stop = StopSwitch()
         self._thread: threading.Thread | None = None
         self._listener: socket.socket | None = None
 
@@ -149,23 +151,25 @@ def serve_datagrams(
     answer: DatagramAnswer,
     *,
     log: EventLog,
-    stop: threading.Event,
+    stop: StopSwitch,
     max_datagram: int = 65535,
 ) -> None:
     """Answer each datagram with at most one datagram; nothing a peer sends stops it.
 
-    The receive buffer holds the largest UDP payload, so no datagram is cut.
+    The receive buffer holds the largest UDP payload, so no datagram is cut. It
+    blocks with no timeout; the stop switch wakes it by shutting the socket.
     """
     buffer = bytearray(max_datagram)
     view = memoryview(buffer)
-    sock.settimeout(POLL)
+    sock.settimeout(None)
+    stop.wake_on_stop(shut_for_reading(sock))
     while not stop.is_set():
         try:
             size, address = sock.recvfrom_into(buffer)
-        except TimeoutError:
-            continue
         except OSError as exc:  # e.g. ICMP port unreachable reported on a later recv
             log("udp-error", error=exc.strerror or type(exc).__name__)
+            continue
+        if address is None:  # woken by the stop switch, not a datagram
             continue
         reply = answer(bytes(view[:size]))
         if reply is None:

@@ -18,7 +18,7 @@ from common.eventlog import EventLog
 from protocols.session import SessionFactory
 from services.admission import EVICTED, Admission, Clock
 from services.common import peer_name, source_of
-from services.runners.limits import POLL, Limits
+from services.runners.limits import Limits
 from services.runners.sockets import (
     accept,
     close_gracefully,
@@ -27,6 +27,7 @@ from services.runners.sockets import (
     set_kernel_timeouts,
     set_receive_timeout,
 )
+from services.runners.stopping import StopSwitch, shut_for_reading
 
 
 def handle_connection(
@@ -110,22 +111,22 @@ def _receive_timeout(clock: Clock, limits: Limits, now: float) -> float:
 
 
 def serve_iterative(
-    listener: socket.socket, factory: SessionFactory, *, limits: Limits, log: EventLog, stop: threading.Event
+    listener: socket.socket, factory: SessionFactory, *, limits: Limits, log: EventLog, stop: StopSwitch
 ) -> None:
     """One client at a time: the others wait in the listen backlog (the seeds' first server).
 
     Nobody can be admitted beside the one served, so there is no one to evict:
     the line deadline and the idle timeout bound how long each client keeps it.
     """
-    listener.settimeout(POLL)
+    listen_until_stopped(listener, stop)
     while not stop.is_set():
-        accepted = accept(listener, log)
+        accepted = accept(listener, log, stop)
         if accepted is not None:
             handle_connection(*accepted, factory, limits, log)
 
 
 def serve_threaded(
-    listener: socket.socket, factory: SessionFactory, *, limits: Limits, log: EventLog, stop: threading.Event
+    listener: socket.socket, factory: SessionFactory, *, limits: Limits, log: EventLog, stop: StopSwitch
 ) -> None:
     """A thread per connection, at most ``max_clients`` of them admitted (``services.admission``).
 
@@ -133,7 +134,7 @@ def serve_threaded(
     wakes the victim's worker, and starts the newcomer's. For the moment the
     victim's worker takes to end there is one thread more than the cap.
     """
-    listener.settimeout(POLL)
+    listen_until_stopped(listener, stop)
     admission = Admission(limits.rules)
     live: dict[Clock, tuple[socket.socket, str]] = {}
     lock = threading.Lock()  # the acceptor admits, workers release
@@ -148,7 +149,7 @@ def serve_threaded(
 
     try:
         while not stop.is_set():
-            accepted = accept(listener, log)
+            accepted = accept(listener, log, stop)
             if accepted is None:
                 continue
             conn, peer = accepted
@@ -178,3 +179,9 @@ def serve_threaded(
             for conn, _ in live.values():
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
+
+
+def listen_until_stopped(listener: socket.socket, stop: StopSwitch) -> None:
+    """Block in ``accept`` with no timeout: the stop switch wakes it by shutting the listener."""
+    listener.settimeout(None)
+    stop.wake_on_stop(shut_for_reading(listener))

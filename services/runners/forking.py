@@ -21,7 +21,6 @@ import os
 import signal
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from services.common import peer_name, source_of
 from services.runners.blocking import handle_connection
 from services.runners.limits import POLL, Limits
 from services.runners.sockets import accept, evict, reject
+from services.runners.stopping import StopSwitch
 
 EVICT_SIGNAL = signal.SIGUSR1
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -78,9 +78,11 @@ class _Child:
 
 
 def serve_forking(
-    listener: socket.socket, factory: SessionFactory, *, limits: Limits, log: EventLog, stop: threading.Event
+    listener: socket.socket, factory: SessionFactory, *, limits: Limits, log: EventLog, stop: StopSwitch
 ) -> None:
     """A child process per connection, at most ``max_clients`` admitted (``services.admission``)."""
+    # Unlike the other models, this one still wakes every POLL while idle: it reaps its children between
+    # accepts (a SIGCHLD handler would need the main thread, and the in-process server runs in another).
     listener.settimeout(POLL)
     admission = Admission(limits.rules)
     # Room for every child alive: the admitted, and the evicted not yet reaped (they end within a poll or two).
@@ -105,7 +107,7 @@ def serve_forking(
     try:
         while not stop.is_set():
             reap()
-            accepted = accept(listener, log)
+            accepted = accept(listener, log, stop)
             if accepted is None:
                 continue
             conn, peer = accepted

@@ -12,7 +12,6 @@ import contextlib
 import os
 import selectors
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +21,9 @@ from services.admission import EVICTED, IDLE, Admission, Clock
 from services.common import peer_name, source_of
 from services.runners.limits import LINGER, POLL, Limits
 from services.runners.sockets import OVERLOAD_ERRNOS, reject
+from services.runners.stopping import StopSwitch
+
+_WAKE = object()  # the selector key data of the stop switch's socket pair
 
 
 @dataclass(eq=False)
@@ -41,12 +43,19 @@ class _Peer:
 
 
 def serve_selectors(
-    listener: socket.socket, factory: SessionFactory, *, limits: Limits, log: EventLog, stop: threading.Event
+    listener: socket.socket, factory: SessionFactory, *, limits: Limits, log: EventLog, stop: StopSwitch
 ) -> None:
-    """One thread, one ``selectors`` loop, every client."""
+    """One thread, one ``selectors`` loop, every client.
+
+    With no client the loop waits without a timeout (there is no clock to look
+    at); the stop switch wakes it through a socket pair of its own.
+    """
     listener.setblocking(False)
     sel = selectors.DefaultSelector()
     sel.register(listener, selectors.EVENT_READ, None)
+    wake_read, wake_write = socket.socketpair()
+    sel.register(wake_read, selectors.EVENT_READ, _WAKE)
+    stop.wake_on_stop(lambda: wake_write.send(b"x"))
     admission = Admission(limits.rules)
     peers: dict[int, _Peer] = {}
     by_clock: dict[Clock, _Peer] = {}
@@ -172,9 +181,11 @@ def serve_selectors(
 
     try:
         while not stop.is_set():
-            for key, mask in sel.select(timeout=POLL):
+            for key, mask in sel.select(timeout=POLL if peers else None):
                 if key.data is None:
                     accept_all()
+                    continue
+                if key.data is _WAKE:
                     continue
                 peer = key.data
                 if mask & selectors.EVENT_WRITE and peer.conn.fileno() in peers:
@@ -187,3 +198,5 @@ def serve_selectors(
         for peer in list(peers.values()):
             drop(peer, "server stopping")
         sel.close()
+        wake_read.close()
+        wake_write.close()

@@ -7,6 +7,7 @@ import errno
 import os
 import socket
 import struct
+import threading
 import time
 
 from common.eventlog import EventLog
@@ -19,13 +20,15 @@ OVERLOAD_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _OVERLOAD_PAUSE = 0.1
 
 
-def accept(listener: socket.socket, log: EventLog) -> tuple[socket.socket, object] | None:
-    """One accept with the listener's poll timeout; ``None`` when nothing came."""
+def accept(listener: socket.socket, log: EventLog, stop: threading.Event) -> tuple[socket.socket, object] | None:
+    """One accept; ``None`` when nothing came (a timeout, overload), or the listener was shut to stop."""
     try:
         return listener.accept()
     except TimeoutError:
         return None
     except OSError as exc:
+        if stop.is_set():  # shut for reading by the stop switch: EINVAL
+            return None
         if exc.errno in OVERLOAD_ERRNOS:
             log("accept-overload", error=os.strerror(exc.errno or 0))
             time.sleep(_OVERLOAD_PAUSE)

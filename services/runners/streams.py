@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -18,14 +17,15 @@ from common.eventlog import EventLog
 from protocols.session import SessionFactory
 from services.admission import EVICTED, Admission, Clock
 from services.common import LISTEN_BACKLOG, peer_name, source_of
-from services.runners.limits import LINGER, POLL, Limits
+from services.runners.limits import LINGER, Limits
+from services.runners.stopping import StopSwitch
 
 if TYPE_CHECKING:  # imported where the asyncio model runs: it is a third of every other server's start-up
     import asyncio
 
 
 def serve_asyncio(
-    listener: socket.socket, factory: SessionFactory, *, limits: Limits, log: EventLog, stop: threading.Event
+    listener: socket.socket, factory: SessionFactory, *, limits: Limits, log: EventLog, stop: StopSwitch
 ) -> None:
     """asyncio streams: a coroutine per client on one event loop."""
     import asyncio
@@ -34,7 +34,7 @@ def serve_asyncio(
 
 
 async def _serve_asyncio(
-    listener: socket.socket, factory: SessionFactory, limits: Limits, log: EventLog, stop: threading.Event
+    listener: socket.socket, factory: SessionFactory, limits: Limits, log: EventLog, stop: StopSwitch
 ) -> None:
     import asyncio
 
@@ -111,9 +111,16 @@ async def _serve_asyncio(
     listener.setblocking(False)
     # backlog: start_server calls listen() again, with 100 unless told; 1,000 clients at once overflowed it.
     server = await asyncio.start_server(handle, sock=listener, limit=limits.recv_size, backlog=LISTEN_BACKLOG)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def end_serving() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed already: a signal ended it first
+            loop.call_soon_threadsafe(stopped.set)
+
+    stop.wake_on_stop(end_serving)  # at once if set already
     async with server:
-        while not stop.is_set():
-            await asyncio.sleep(POLL)
+        await stopped.wait()
 
 
 def _read_timeout(clock: Clock, limits: Limits) -> float:
