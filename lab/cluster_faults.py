@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import docker
+
 from lab import engine, impair, machines, model
 from lab.cluster import MOVE_TIMEOUT, STOP_TIMEOUT, Machine, _project, _wait_for_engine, machine, manager_url
 from lab.engine import LabError
@@ -100,7 +102,15 @@ def stop(cluster: str, name: str, *, say: Say) -> list[Move]:
     first_seen: dict[str, float] = {}
     deadline = began + MOVE_TIMEOUT
     while True:
-        now = placement(manager)
+        try:
+            now = placement(manager)
+        except docker.errors.APIError:
+            # When the stopped machine led the Swarm, the other managers elect a new leader first; until
+            # then every manager answers 500 ("context deadline exceeded"). Ask again, within the deadline.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(POLL)
+            continue
         for service in stranded:
             where = now.get(service)
             if service not in first_seen and where is not None and where != name:
@@ -122,7 +132,10 @@ def start(cluster: str, name: str, *, say: Say) -> float:
     _wait_for_engine(machine(cluster, name))  # its engine's port is a new one
 
     def ready() -> bool:
-        nodes = engine.client_at(manager).nodes.list(filters={"name": name})
+        try:
+            nodes = engine.client_at(manager).nodes.list(filters={"name": name})
+        except docker.errors.APIError:  # the managers are electing a leader: not yet
+            return False
         return any(n.attrs.get("Status", {}).get("State") == "ready" for n in nodes)
 
     from common.waiting import wait_until

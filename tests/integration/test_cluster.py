@@ -6,6 +6,9 @@ run in order: the lab is deployed, toured from every machine, a machine's underl
 link slowed, the machine running chat stopped and chat seen answering elsewhere, and
 everything removed, checked to leave nothing (containers, networks, volumes, cgroups).
 Every machine manages the Swarm (``--managers 3``), so any one of them may be stopped.
+
+It runs beside the other modules (not ``alone``): its labs run on the machines' own engines, with
+their own DNS; on this engine it only adds the machines and their underlay network.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 import docker
 import pytest
 
-pytestmark = [pytest.mark.docker, pytest.mark.alone, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 TOUR = ["docker", "run", "--rm", "--network", "testbed_lab", "testbed/node:latest", "python3", "-m", "clients.tour"]
