@@ -105,6 +105,8 @@ class Packet:
     dst: str
     sport: int | None = None
     dport: int | None = None
+    flags: int | None = None  # TCP's flags byte (SYN 0x02, ACK 0x10, FIN 0x01, RST 0x04, PSH 0x08)
+    payload: int = 0  # bytes of TCP or UDP payload (IPv4; 0 when not known)
 
 
 def _ethertype_and_payload(link_type: int, frame: bytes) -> tuple[int, bytes] | None:
@@ -140,7 +142,13 @@ def decode(link_type: int, frame: bytes) -> Packet | None:
         return None
     if protocol in (6, 17) and len(ip) >= header + 4:
         sport, dport = struct.unpack_from("!HH", ip, header)
-        return Packet(protocol, src, dst, sport, dport)
+        if protocol == 6 and len(ip) >= header + 14:
+            flags, transport_header = ip[header + 13], (ip[header + 12] >> 4) * 4
+        else:
+            flags, transport_header = None, 8
+        # IPv4's total length, not the frame's: a capture may cut the frame (snaplen) or pad it (Ethernet minimum).
+        total = struct.unpack_from("!H", ip, 2)[0] if ethertype == 0x0800 else 0
+        return Packet(protocol, src, dst, sport, dport, flags, max(total - header - transport_header, 0))
     return Packet(protocol, src, dst)
 
 

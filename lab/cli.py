@@ -28,6 +28,7 @@ from common.errors import TestbedError
 from lab import backends, compose, graph, model, reach
 from lab.api import RunningLab
 from lab.cli_chaos import cmd_chaos
+from lab.cli_exercise import cmd_exercise
 from lab.cli_table import UsageError, parser
 from lab.impair import Active
 from lab.loader import LAB_NAME, load
@@ -333,6 +334,7 @@ HANDLERS = {
     "up": cmd_up, "down": cmd_down, "ps": cmd_ps, "exec": cmd_exec, "logs": cmd_logs, "impair": cmd_impair,
     "partition": cmd_partition, "heal": cmd_heal, "capture": cmd_capture, "graph": cmd_graph,
     "validate": cmd_validate, "render": cmd_render, "wipe": cmd_wipe, "check": cmd_check, "chaos": cmd_chaos,
+    "exercise": cmd_exercise,
 }  # fmt: skip
 
 
