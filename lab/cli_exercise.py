@@ -16,7 +16,7 @@ from types import FrameType
 
 from lab import backends
 from lab.cli_table import UsageError
-from lab.exercises import loader, runner
+from lab.exercises import checks, loader, runner
 from lab.exercises.model import Exercise
 
 
@@ -86,11 +86,12 @@ def _run(args: argparse.Namespace, exercise: Exercise, solution: Path | None) ->
     what = f"your {solution.name}" if solution else "the reference steps"
     say(f"exercise {exercise.name}: {exercise.summary}")
     say(f"running {what}")
-    outcome = runner.run(exercise, files=backends.state_dir(args.state_dir), solution=solution, name=args.name_lab, say=indented)
+    files = backends.state_dir(args.state_dir)
+    outcome = runner.run(exercise, files=files, solution=solution, name=args.name_lab, say=indented)
     print()
     _report(outcome)
     verdict = "PASSED" if outcome.passed else "FAILED"
-    say(f"{exercise.name}: {verdict}: {runner.checks.tally(outcome.verdicts)} ({time.monotonic() - started:.1f} s)")
+    say(f"{exercise.name}: {verdict}: {checks.tally(outcome.verdicts)} ({time.monotonic() - started:.1f} s)")
     if not outcome.passed and solution is None:
         print("the reference steps did not show what this exercise expects: look at the transcript above",
               file=sys.stderr)  # fmt: skip

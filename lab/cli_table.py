@@ -208,13 +208,14 @@ How exercises are written and checked: docs/exercises.md.
 def _exercise(sub: Any) -> None:
     """``lab exercise``: the course's exercises as labs."""
     exercise = sub.add_parser("exercise", help="the course's exercises: list, show, run one, check your solution",
-                              epilog=EXERCISE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+                              epilog=EXERCISE_EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     verbs = exercise.add_subparsers(dest="exercise_verb", required=True, metavar="VERB")
     verbs.add_parser("list", help="every exercise: its name, then what it shows")
     p = verbs.add_parser("show", help="an exercise's README and what a solution must do")
     p.add_argument("name", metavar="NAME", help="an exercise (lab exercise list)")
     lab_name = {"dest": "name_lab", "metavar": "LAB", "help": "the lab's name (default: the exercise's, ex-NAME)"}
-    p = verbs.add_parser("run", help="bring the lab up, run the reference steps, show what was seen and why, take it down")
+    p = verbs.add_parser("run", help="bring the lab up, run the reference steps, show what was seen and why")
     p.add_argument("name", metavar="NAME", help="an exercise (lab exercise list)")
     p.add_argument("--lab-name", **lab_name)
     p = verbs.add_parser("check", help="run your program in place of the reference; exit 0 when every check passed")

@@ -1,6 +1,6 @@
 """Send one datagram to HOST PORT, where nothing listens, three ways; say what came back and when.
 
-    python3 probe.py unconnected|connected|timeout HOST PORT
+python3 probe.py unconnected|connected|timeout HOST PORT
 """
 
 import socket

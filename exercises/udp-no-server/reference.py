@@ -1,6 +1,6 @@
 """A UDP client that ends by itself when nothing listens: a connected socket and a timeout.
 
-    python3 reference.py HOST PORT
+python3 reference.py HOST PORT
 """
 
 import socket

@@ -1,6 +1,6 @@
 """WRONG on purpose: an unconnected UDP socket with no timeout waits forever when nothing answers.
 
-    python3 no_timeout.py HOST PORT
+python3 no_timeout.py HOST PORT
 """
 
 import socket
