@@ -1,8 +1,8 @@
 """What TCP's recv returns, shown with real sizes.
 
-    python3 reads.py one-send HOST PORT SIZE   one sendall of SIZE bytes: how many recvs bring it back
-    python3 reads.py two-sends HOST PORT       two small sends, read late: how many recvs
-    python3 reads.py framed HOST PORT          three lines, read back whole by their newlines
+python3 reads.py one-send HOST PORT SIZE   one sendall of SIZE bytes: how many recvs bring it back
+python3 reads.py two-sends HOST PORT       two small sends, read late: how many recvs
+python3 reads.py framed HOST PORT          three lines, read back whole by their newlines
 """
 
 import socket

@@ -1,6 +1,6 @@
 """An echo client that reads back everything it sent, however TCP splits it.
 
-    python3 reference.py HOST PORT SIZE     exit 0 only when SIZE bytes came back byte-exact
+python3 reference.py HOST PORT SIZE     exit 0 only when SIZE bytes came back byte-exact
 """
 
 import socket

@@ -1,6 +1,6 @@
 """An upper-case line server that serves every client at once: a thread per connection.
 
-    python3 reference.py PORT
+python3 reference.py PORT
 """
 
 import socket

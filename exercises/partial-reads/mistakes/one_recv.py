@@ -1,6 +1,6 @@
 """WRONG on purpose: an echo client that reads the reply with one recv.
 
-    python3 one_recv.py HOST PORT SIZE
+python3 one_recv.py HOST PORT SIZE
 """
 
 import socket

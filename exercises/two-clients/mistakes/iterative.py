@@ -1,6 +1,6 @@
 """WRONG on purpose: an iterative upper-case server. Right for one client; the second waits for the first.
 
-    python3 iterative.py PORT
+python3 iterative.py PORT
 """
 
 import socket
