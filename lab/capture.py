@@ -193,8 +193,14 @@ def captured(path: Path) -> Captured:
 def tcpdump_command(
     interface: str, *, duration: float | None, count: int | None, expression: Sequence[str]
 ) -> list[str]:
-    """The sidecar's command: tcpdump writing packet by packet (``-U``, so a cut-off capture stays readable)."""
-    argv = ["tcpdump", "-Z", "root", "-U", "-n", "-i", interface, "-w", PCAP_IN_SIDECAR]
+    """The sidecar's command: tcpdump writing packet by packet (``-U``, so a cut-off capture stays readable).
+
+    ``--immediate-mode``: libpcap's TPACKET_V3 ring hands packets over a block at a time, when the
+    block fills or its timeout (1 s) expires, and a tcpdump stopped before that never sees them. A
+    short exchange stopped right after it ends (``lab exercise``'s captured steps) came back as an
+    empty file, 24 bytes of header; with immediate mode every packet is handed over as it comes.
+    """
+    argv = ["tcpdump", "-Z", "root", "-U", "--immediate-mode", "-n", "-i", interface, "-w", PCAP_IN_SIDECAR]
     if count is not None:
         argv += ["-c", str(count)]
     argv += list(expression)
