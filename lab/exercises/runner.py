@@ -13,6 +13,7 @@ import shlex
 import shutil
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,11 @@ def run(exercise: Exercise, *, files: Path, solution: Path | None = None, name: 
         program = staged(solution, files / (name or topology.name))
         topology = with_program(topology, exercise.solution.node, program)
         steps = exercise.solution.steps
-    topology = remap.relocate(topology, {}, name=name or topology.name)
+    # Fixed subnets move to free ones: the same exercise may run twice on one engine (two learners, a test).
+    lab_name = name or topology.name
+    taken = engine.taken_subnets(engine.client())
+    mapping = remap.free_subnets(remap.fixed_subnets(topology), taken, start=zlib.crc32(lab_name.encode()))
+    topology = remap.relocate(topology, mapping, name=lab_name)
     topology = dataclasses.replace(topology, labels=tuple(labels))
     where = f"{model.CODE_MOUNT}/{program.name}" if program else ""
     lab = RunningLab(topology.project, backends.choose(), topology)
