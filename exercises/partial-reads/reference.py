@@ -1,8 +1,9 @@
 """An echo client that reads back everything it sent, however TCP splits it.
 
-python3 reference.py HOST PORT SIZE     exit 0 only when SIZE bytes came back byte-exact
+python3 reference.py HOST PORT SIZE     print the SHA-256 of what came back; exit 0 only when byte-exact
 """
 
+import hashlib
 import socket
 import sys
 import threading
@@ -26,6 +27,7 @@ def main() -> int:
                 break
             received += piece
         sender.join()
+    print(f"sha256 {hashlib.sha256(received).hexdigest()}")
     if bytes(received) != payload:
         print(f"different: {len(received)} of {size} bytes back")
         return 1

@@ -56,8 +56,12 @@ def with_program(topology: model.Topology, node: str, program: Path) -> model.To
 
 
 def staged(solution: Path, files: Path) -> Path:
-    """A copy of the learner's file the node's user can read (their own may be private to them)."""
-    folder = files / "solution"
+    """A copy of the learner's file the node's user can read (their own may be private to them).
+
+    Its path is absolute: the Compose file lives in ``files``, and a relative bind source would be read
+    from there (``.lab/x/.lab/x/solution/...``), where Docker, finding nothing, makes an empty folder.
+    """
+    folder = files.resolve() / "solution"
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o755)
     copy = folder / solution.name

@@ -14,6 +14,7 @@ WRONG = [
     ("udp-no-server", "mistakes/no_timeout.py", "an unconnected socket never hears the ICMP error"),
     ("two-clients", "mistakes/iterative.py", "the server serves one client at a time (iterative)"),
     ("partial-reads", "mistakes/one_recv.py", "one recv returns only what has arrived so far"),
+    ("partial-reads", "mistakes/no_compare.py", "the bytes read back are not the 1 MiB sent"),
 ]
 RIGHT = [
     ("udp-no-server", "right/timeout_only.py"),
@@ -22,7 +23,7 @@ RIGHT = [
 ]
 
 
-@pytest.mark.parametrize(("name", "wrong", "mistake"), WRONG, ids=[w[0] for w in WRONG])
+@pytest.mark.parametrize(("name", "wrong", "mistake"), WRONG, ids=[w[1] for w in WRONG])
 def test_the_classic_mistake_fails_and_is_named(name: str, wrong: str, mistake: str, node_image: str,
                                                 tmp_path: Path) -> None:  # fmt: skip
     outcome = exercise_labs.run(name, tmp_path, solution=EXERCISES / name / wrong)

@@ -195,3 +195,14 @@ def test_a_solution_replaces_the_reference_in_its_node(tmp_path: Path) -> None:
     assert swapped.member("client") == exercise.topology.member("client")
     with pytest.raises(ValueError, match="nobody is not a code: node of ex-tiny"):
         runner.with_program(exercise.topology, "nobody", mine)
+
+
+def test_the_staged_solution_has_an_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A relative bind source is read from the Compose file's folder: the program became an empty folder there.
+    mine = tmp_path / "mine.py"
+    mine.write_text("print('hi')\n")
+    monkeypatch.chdir(tmp_path)
+    copy = runner.staged(mine, Path(".lab") / "ex-x")
+    assert copy.is_absolute()
+    assert copy == tmp_path / ".lab" / "ex-x" / "solution" / "mine.py"
+    assert copy.read_text() == "print('hi')\n"

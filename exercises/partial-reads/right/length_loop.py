@@ -3,6 +3,7 @@
 python3 length_loop.py HOST PORT SIZE
 """
 
+import hashlib
 import selectors
 import socket
 import sys
@@ -25,5 +26,6 @@ with socket.create_connection((host, port), timeout=30) as sock:
                 if not piece:
                     sys.exit(f"closed after {len(received)} bytes")
                 received += piece
+print(f"sha256 {hashlib.sha256(received).hexdigest()}")
 print(f"{len(received)} bytes back, {'byte-exact' if received == payload else 'DIFFERENT'}")
 sys.exit(0 if received == payload else 1)
