@@ -10,6 +10,17 @@ from lab.exercises import loader, runner
 from lab.testing import RUN_ID, RUN_LABELS
 
 EXERCISES = loader.EXERCISES
+# The exercises' reference runs, in two modules of about 50 s each, so that the suite's workers
+# (--dist loadfile: a module per worker) share them. Every exercise is in exactly one (a test says so).
+RUN_GROUPS = {
+    "test_exercises_run": (
+        "creosote", "timeouts", "udp-no-server", "partial-reads", "client-aborts", "handshake",
+    ),
+    "test_exercises_run_servers": (
+        "select-loop", "socketserver", "two-clients", "sendall", "listen-backlog", "address-in-use",
+        "message-boundaries", "names", "port-and-address",
+    ),
+}  # fmt: skip
 _serial = itertools.count(1)
 
 
