@@ -24,10 +24,10 @@ def records(sink: str) -> int:
 
 
 def settled(sink: str, before: int) -> int:
-    """How many records the sink gained, once that number has stopped growing for a second."""
+    """How many records the sink gained, once that number has stopped growing for half a second."""
     last, still = records(sink), time.monotonic()
-    while time.monotonic() - still < 1.0:
-        time.sleep(0.1)  # polling the sink's count: it ends as soon as it has held still for 1 s
+    while time.monotonic() - still < 0.5:
+        time.sleep(0.1)  # polling the sink's count: it ends as soon as it has held still for 0.5 s
         now = records(sink)
         if now != last:
             last, still = now, time.monotonic()
