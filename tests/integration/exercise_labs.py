@@ -14,7 +14,7 @@ EXERCISES = loader.EXERCISES
 # (--dist loadfile: a module per worker) share them. Every exercise is in exactly one (a test says so).
 RUN_GROUPS = {
     "test_exercises_run": (
-        "creosote", "timeouts", "udp-no-server", "partial-reads", "client-aborts", "handshake",
+        "creosote", "timeouts", "udp-no-server", "partial-reads", "client-aborts", "handshake", "unix-sockets",
     ),
     "test_exercises_run_servers": (
         "select-loop", "socketserver", "two-clients", "sendall", "listen-backlog", "address-in-use",
