@@ -105,6 +105,8 @@ class Packet:
     dst: str
     sport: int | None = None
     dport: int | None = None
+    flags: int | None = None  # TCP's flags byte (SYN 0x02, ACK 0x10, FIN 0x01, RST 0x04, PSH 0x08)
+    payload: int = 0  # bytes of TCP or UDP payload (IPv4; 0 when not known)
 
 
 def _ethertype_and_payload(link_type: int, frame: bytes) -> tuple[int, bytes] | None:
@@ -140,7 +142,13 @@ def decode(link_type: int, frame: bytes) -> Packet | None:
         return None
     if protocol in (6, 17) and len(ip) >= header + 4:
         sport, dport = struct.unpack_from("!HH", ip, header)
-        return Packet(protocol, src, dst, sport, dport)
+        if protocol == 6 and len(ip) >= header + 14:
+            flags, transport_header = ip[header + 13], (ip[header + 12] >> 4) * 4
+        else:
+            flags, transport_header = None, 8
+        # IPv4's total length, not the frame's: a capture may cut the frame (snaplen) or pad it (Ethernet minimum).
+        total = struct.unpack_from("!H", ip, 2)[0] if ethertype == 0x0800 else 0
+        return Packet(protocol, src, dst, sport, dport, flags, max(total - header - transport_header, 0))
     return Packet(protocol, src, dst)
 
 
@@ -185,8 +193,14 @@ def captured(path: Path) -> Captured:
 def tcpdump_command(
     interface: str, *, duration: float | None, count: int | None, expression: Sequence[str]
 ) -> list[str]:
-    """The sidecar's command: tcpdump writing packet by packet (``-U``, so a cut-off capture stays readable)."""
-    argv = ["tcpdump", "-Z", "root", "-U", "-n", "-i", interface, "-w", PCAP_IN_SIDECAR]
+    """The sidecar's command: tcpdump writing packet by packet (``-U``, so a cut-off capture stays readable).
+
+    ``--immediate-mode``: libpcap's TPACKET_V3 ring hands packets over a block at a time, when the
+    block fills or its timeout (1 s) expires, and a tcpdump stopped before that never sees them. A
+    short exchange stopped right after it ends (``lab exercise``'s captured steps) came back as an
+    empty file, 24 bytes of header; with immediate mode every packet is handed over as it comes.
+    """
+    argv = ["tcpdump", "-Z", "root", "-U", "--immediate-mode", "-n", "-i", interface, "-w", PCAP_IN_SIDECAR]
     if count is not None:
         argv += ["-c", str(count)]
     argv += list(expression)

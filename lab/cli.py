@@ -29,6 +29,7 @@ from lab import backends, cli_cluster, cluster, compose, graph, model, reach
 from lab.api import RunningLab
 from lab.cli_chaos import cmd_chaos
 from lab.cli_cluster import cmd_cluster
+from lab.cli_exercise import cmd_exercise
 from lab.cli_table import UsageError, parser
 from lab.impair import Active
 from lab.loader import LAB_NAME, load
@@ -338,6 +339,7 @@ HANDLERS = {
     "partition": cmd_partition, "heal": cmd_heal, "capture": cmd_capture, "graph": cmd_graph,
     "validate": cmd_validate, "render": cmd_render, "wipe": cmd_wipe, "check": cmd_check, "chaos": cmd_chaos,
     "cluster": cmd_cluster,
+    "exercise": cmd_exercise,
 }  # fmt: skip
 
 

@@ -164,6 +164,7 @@ def _verbs(sub: Any) -> None:
 
     _chaos(sub)
     _cluster(sub)
+    _exercise(sub)
 
     p = sub.add_parser("wipe", help="remove every container, network and volume labelled testbed.lab (or one lab's)")
     _lab(p)
@@ -272,6 +273,35 @@ def _cluster(sub: Any) -> None:
     p = verb("start", "start a stopped machine again; wait until Swarm counts it ready")
     p.add_argument("machine", help="h1, h2, ...")
     verb("down", "remove the machines, their volumes, the underlay and their cgroups")
+
+
+EXERCISE_EXAMPLES = """examples:
+  lab exercise list                                        every exercise, one line each
+  lab exercise show udp-no-server                          the question, and what a solution must do
+  lab exercise run partial-reads                           the lab, the reference steps, what was seen and why
+  lab exercise check two-clients --solution my_server.py   your program in place of the reference
+
+How exercises are written and checked: docs/exercises.md.
+"""
+
+
+def _exercise(sub: Any) -> None:
+    """``lab exercise``: the course's exercises as labs."""
+    exercise = sub.add_parser("exercise", help="the course's exercises: list, show, run one, check your solution",
+                              epilog=EXERCISE_EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    verbs = exercise.add_subparsers(dest="exercise_verb", required=True, metavar="VERB")
+    verbs.add_parser("list", help="every exercise: its name, then what it shows")
+    p = verbs.add_parser("show", help="an exercise's README and what a solution must do")
+    p.add_argument("name", metavar="NAME", help="an exercise (lab exercise list)")
+    lab_name = {"dest": "name_lab", "metavar": "LAB", "help": "the lab's name (default: the exercise's, ex-NAME)"}
+    p = verbs.add_parser("run", help="bring the lab up, run the reference steps, show what was seen and why")
+    p.add_argument("name", metavar="NAME", help="an exercise (lab exercise list)")
+    p.add_argument("--lab-name", **lab_name)
+    p = verbs.add_parser("check", help="run your program in place of the reference; exit 0 when every check passed")
+    p.add_argument("name", metavar="NAME", help="an exercise with a solution (lab exercise show NAME says what)")
+    p.add_argument("--solution", type=Path, required=True, metavar="FILE", help="your program (one Python file)")
+    p.add_argument("--lab-name", **lab_name)
 
 
 def parser() -> argparse.ArgumentParser:

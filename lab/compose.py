@@ -43,6 +43,7 @@ LOG_FILES = "3"
 PROGRAM_USER = "10001:10001"  # an image's own user may be root; a program node runs as the node image's uid
 PROGRAM_MEMORY = "256m"
 PROGRAM_PIDS = 256
+SHARED_SIZE_MB = 16  # a shared folder holds sockets and small files, in memory
 TMP_MOUNT, TMP_SIZE_MB = "/tmp", 16  # a small writable /tmp on the read-only root
 
 
@@ -92,6 +93,24 @@ def node_volumes(node: model.Node) -> list[tuple[str, str]]:
         for v in (SERVICES[node.service].volumes if node.program is None else ())
         if command is None or any(v.mount in word for word in command)
     ]
+
+
+def shared_volumes(node: model.Node) -> list[tuple[str, str]]:
+    """(volume, mount) pairs: the lab-wide folders a program node shares with the others that name them."""
+    shared = node.program.shared if node.program is not None else ()
+    return [(f"shared-{name}", f"{model.SHARED_MOUNT}/{name}") for name in shared]
+
+
+def shared_volume(topology: model.Topology) -> dict[str, Any]:
+    """A shared folder's volume: a tmpfs of the engine's machine, writable by every node's user, sticky like /tmp.
+
+    A plain named volume would be root's, 0755, and the nodes run as unprivileged users; mode 1777 lets
+    each create files there and keeps each one's files its own (file permissions decide who may use them).
+    """
+    return {
+        "driver_opts": {"type": "tmpfs", "device": "tmpfs", "o": f"size={SHARED_SIZE_MB}m,mode=1777"},
+        "labels": lab_labels(topology),
+    }
 
 
 def lab_labels(topology: model.Topology, **extra: str) -> dict[str, str]:
@@ -189,9 +208,13 @@ def program_service(topology: model.Topology, node: model.Node, program: model.P
         service["expose"] = [str(port) for port in program.ports]  # in the container's config: lab check reads it
     if node.publish:
         service["ports"] = [port.compose() for port in node.publish]
+    mounts: list[dict[str, Any]] = []
     if program.code is not None:
         target = model.CODE_MOUNT if program.code.is_dir() else f"{model.CODE_MOUNT}/{program.code.name}"
-        service["volumes"] = [{"type": "bind", "source": str(program.code), "target": target, "read_only": True}]
+        mounts.append({"type": "bind", "source": str(program.code), "target": target, "read_only": True})
+    mounts += [{"type": "volume", "source": name, "target": mount} for name, mount in shared_volumes(node)]
+    if mounts:
+        service["volumes"] = mounts
     check = program_healthcheck(program)
     if check is not None:
         service["healthcheck"] = check
@@ -301,6 +324,7 @@ def render(topology: model.Topology) -> dict[str, Any]:
         entry["labels"] = lab_labels(topology)
         networks[network.name] = entry
     volumes = {name: {"labels": lab_labels(topology)} for node in topology.nodes for name, _ in node_volumes(node)}
+    volumes |= {name: shared_volume(topology) for node in topology.nodes for name, _ in shared_volumes(node)}
     document: dict[str, Any] = {"name": topology.project, "services": services(topology), "networks": networks}
     if volumes:
         document["volumes"] = volumes

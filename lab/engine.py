@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import ipaddress
 import os
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
@@ -295,3 +296,14 @@ def wait_for_output(container: Container, marker: str, *, timeout: float = 30.0)
         return wait_until(seen, timeout=timeout, what=f"{container.name} to print {marker.strip()!r}")
     except TimeoutError as exc:
         raise LabError(f"{exc}: {logs(container)}") from None
+
+
+def taken_subnets(docker_client: docker.DockerClient) -> list[ipaddress.IPv4Network]:
+    """The IPv4 subnets of every network on the engine, whoever made it: where a new lab must not go."""
+    taken = []
+    for network in docker_client.networks.list():
+        for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+            subnet = ipaddress.ip_network(config.get("Subnet") or "0.0.0.0/32", strict=False)
+            if isinstance(subnet, ipaddress.IPv4Network) and subnet.prefixlen < 32:
+                taken.append(subnet)
+    return taken

@@ -185,6 +185,7 @@ class Probe:
 
 
 CODE_MOUNT = "/code"  # where a code: node finds the user's file or folder, read-only
+SHARED_MOUNT = "/shared"  # where a program node finds each folder it shares with others: /shared/<name>
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ class Program:
     user: str | None = None  # None: the node image's user for code, uid 10001 for images
     cap_add: tuple[str, ...] = ()
     read_only: bool = True
+    shared: tuple[str, ...] = ()  # folders shared with the lab's other nodes that name them, at SHARED_MOUNT/<name>
 
     def default_command(self) -> tuple[str, ...] | None:
         """``python3 /code/<file>`` for a single file of code; an image runs its own."""

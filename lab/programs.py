@@ -20,12 +20,13 @@ from lab.yamlread import Reader, line_of, suggest
 from protocols import registry
 
 KINDS = ("service", "code", "image", "build")
-PROGRAM_KEYS = ("ports", "probe", "environment", "user", "cap_add", "read_only")
+PROGRAM_KEYS = ("ports", "probe", "environment", "user", "cap_add", "read_only", "shared")
 PROBES = (*registry.PROTOCOLS, *registry.REACHABILITY)
 IMAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}(?::[a-z_][a-z0-9_-]{0,31})?$|^\d{1,10}(?::\d{1,10})?$")
 CAPABILITY = re.compile(r"^[A-Z][A-Z_]{1,31}$")
+SHARED_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
 
 def node_kind(reader: Reader, entry: Node, values: dict[str, Node], where: str) -> str | None:
@@ -78,6 +79,7 @@ def read_program(reader: Reader, values: dict[str, Node], where: str, kind: str)
         else None,
         cap_add=_capabilities(reader, values["cap_add"], f"{where}.cap_add") if "cap_add" in values else (),
         read_only=_flag(reader, values["read_only"], f"{where}.read_only") if "read_only" in values else True,
+        shared=_shared(reader, values["shared"], f"{where}.shared") if "shared" in values else (),
     )
     if kind == "code" and code is not None and code.is_dir() and "command" not in values:
         reader.fail(values["code"], f"{where}.command", f"{code.name}/ is a folder, so what to run is not known",
@@ -177,6 +179,12 @@ def _capabilities(reader: Reader, node: Node, where: str) -> tuple[str, ...]:
     hint = "write capability names like NET_ADMIN (without CAP_)"
     items = (reader.text(i, where, pattern=CAPABILITY, hint=hint) for i in reader.sequence(node, where, "capabilities"))
     return tuple(dict.fromkeys(c.removeprefix("CAP_") for c in items if c is not None))
+
+
+def _shared(reader: Reader, node: Node, where: str) -> tuple[str, ...]:
+    hint = "write folder names like sockets (lowercase letters, digits and -)"
+    items = (reader.text(i, where, pattern=SHARED_NAME, hint=hint) for i in reader.sequence(node, where, "folders"))
+    return tuple(dict.fromkeys(name for name in items if name is not None))
 
 
 def _flag(reader: Reader, node: Node, where: str) -> bool:

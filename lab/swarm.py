@@ -222,6 +222,8 @@ def render(
         "networks": networks,
     }
     volumes = {name: {"labels": compose.lab_labels(topology)} for n in nodes for name, _ in compose.node_volumes(n)}
+    # A shared folder is a tmpfs of each machine: nodes share it only when they run on the same one.
+    volumes |= {name: compose.shared_volume(topology) for n in nodes for name, _ in compose.shared_volumes(n)}
     if volumes:
         document["volumes"] = volumes
     return document

@@ -27,7 +27,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from lab import capture, model, remap
+from lab import capture, engine, model, remap
 from lab.api import RunningLab
 from lab.loader import load
 
@@ -74,16 +74,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _taken_subnets(client: docker.DockerClient) -> list[ipaddress.IPv4Network]:
-    taken = []
-    for network in client.networks.list():
-        for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
-            subnet = ipaddress.ip_network(config.get("Subnet") or "0.0.0.0/32", strict=False)
-            if isinstance(subnet, ipaddress.IPv4Network) and subnet.prefixlen < 32:
-                taken.append(subnet)
-    return taken
 
 
 def prepare(topology: model.Topology, *, run_labels: dict[str, str], taken: Sequence[ipaddress.IPv4Network],
@@ -168,7 +158,7 @@ def topology(
         key = (source, tuple(profiles))
         if key in holder.labs:
             return holder.labs[key]
-        prepared, mapping = prepare(load(source), run_labels=RUN_LABELS, taken=_taken_subnets(docker_client),
+        prepared, mapping = prepare(load(source), run_labels=RUN_LABELS, taken=engine.taken_subnets(docker_client),
                                     serial=next(_serial))  # fmt: skip
         files = tmp_path_factory.mktemp(prepared.name)
         handle = TopologyLab(prepared.project, RunningLab.attach(prepared.project).backend, prepared,

@@ -320,7 +320,9 @@ def pcap(link_type: int, frames: list[bytes], *, order: str = "<", magic: int = 
 
 
 def ipv4(protocol: int, src: str, dst: str, ports: tuple[int, int] | None) -> bytes:
-    transport = struct.pack("!HH", *ports) + bytes(16) if ports else bytes(8)
+    """An IPv4 packet; with ``ports``, 20 bytes after the IP header (TCP: a SYN header with no data; UDP: 12 bytes)."""
+    tcp_syn = struct.pack("!II", 0, 0) + bytes([0x50, 0x02]) + bytes(6)  # data offset 5 words, flags SYN
+    transport = struct.pack("!HH", *ports) + (tcp_syn if protocol == 6 else bytes(16)) if ports else bytes(8)
     header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(transport), 0, 0, 64, protocol, 0,
                          socket.inet_aton(src), socket.inet_aton(dst))  # fmt: skip
     return header + transport
@@ -340,7 +342,8 @@ def test_read_pcap_and_decode_ethernet(order: str) -> None:
     data = pcap(capture.LINKTYPE_ETHERNET, frames, order=order)
     read = capture.read_pcap(data)
     assert (read.link_type, read.nanoseconds, len(read.frames)) == (1, False, 2)
-    assert capture.decode(read.link_type, read.frames[0]) == capture.Packet(6, "10.0.0.2", "10.0.0.3", 40000, 7)
+    syn = capture.Packet(6, "10.0.0.2", "10.0.0.3", 40000, 7, 0x02, 0)
+    assert capture.decode(read.link_type, read.frames[0]) == syn
     assert capture.decode(read.link_type, read.frames[1]) is None  # ARP
 
 
@@ -351,7 +354,7 @@ def test_read_pcap_sll2_nanoseconds_and_a_truncated_tail(tmp_path: Path) -> None
     path.write_bytes(data[:-3])
     link_type, packets = capture.packets(path)
     assert link_type == capture.LINKTYPE_LINUX_SLL2
-    assert packets == [capture.Packet(17, "10.0.0.3", "10.0.0.2", 7, 5555)]
+    assert packets == [capture.Packet(17, "10.0.0.3", "10.0.0.2", 7, 5555, None, 12)]
     assert capture.read_pcap(data).nanoseconds
 
 
@@ -363,7 +366,8 @@ def test_not_a_pcap() -> None:
 def test_tcpdump_command() -> None:
     assert capture.tcpdump_command("any", duration=2.5, count=None, expression=["tcp", "port", "7"]) == [
         "timeout", "-s", "INT", "2.500",
-        "tcpdump", "-Z", "root", "-U", "-n", "-i", "any", "-w", capture.PCAP_IN_SIDECAR, "tcp", "port", "7",
+        "tcpdump", "-Z", "root", "-U", "--immediate-mode", "-n", "-i", "any", "-w", capture.PCAP_IN_SIDECAR,
+        "tcp", "port", "7",
     ]  # fmt: skip
     assert capture.tcpdump_command("br-0123456789ab", duration=None, count=10, expression=())[-2:] == ["-c", "10"]
 

@@ -120,6 +120,8 @@ def test_a_folder_of_code_needs_a_command(tmp_path: Path) -> None:
         ("    service: echo\n    probe: tcp\n", "nodes.web.probe: probe: is for code: and image: nodes"),
         ("    image: app\n    cap_add: [net admin]\n", "nodes.web.cap_add: 'net admin' is not allowed here"),
         ("    image: app\n    read_only: maybe\n", "nodes.web.read_only: expected true or false"),
+        ("    image: app\n    shared: [My Folder]\n", "nodes.web.shared: 'My Folder' is not allowed here"),
+        ("    service: echo\n    shared: [sockets]\n", "nodes.web.shared: shared: is for code: and image: nodes"),
         ("    image: App Server\n", "nodes.web.image: 'App Server' is not allowed here"),
         ("    networks: [lan]\n", "nodes.web: no service:, code:, image: or build:"),
     ],
@@ -157,3 +159,23 @@ def test_the_examples_are_valid_topologies() -> None:
         lab = load(example)
         assert any(node.program is not None for node in lab.nodes), example
         yaml.safe_load(compose.to_yaml(lab, source_label="x"))
+
+
+def test_a_shared_folder_is_one_tmpfs_volume_mounted_in_each_node_that_names_it(tmp_path: Path) -> None:
+    (tmp_path / "srv.py").write_text("print('hi')\n")
+    lab = topology(tmp_path, "  - name: a\n    code: srv.py\n    shared: [sockets, sockets]\n    networks: [lan]\n"
+                             "  - name: b\n    image: app\n    shared: [sockets]\n    networks: [lan]\n"
+                             "  - name: c\n    code: srv.py\n    networks: [lan]\n")  # fmt: skip
+    assert lab.nodes[0].program is not None and lab.nodes[0].program.shared == ("sockets",)
+    document = compose.render(lab)
+    mount = {"type": "volume", "source": "shared-sockets", "target": "/shared/sockets"}
+    assert document["services"]["a"]["volumes"][1:] == [mount]
+    assert document["services"]["b"]["volumes"] == [mount]
+    assert all(v.get("source") != "shared-sockets" for v in document["services"]["c"]["volumes"])
+    volume = document["volumes"]["shared-sockets"]
+    assert volume["driver_opts"] == {"type": "tmpfs", "device": "tmpfs", "o": "size=16m,mode=1777"}
+    assert volume["labels"]["testbed.lab"] == "mine"
+    assert_hardened(document["services"]["a"], user="node")
+    stack = swarm.render(lab, image="sha256:node", program_images={"b": "sha256:app"})
+    assert stack["volumes"]["shared-sockets"]["driver_opts"] == volume["driver_opts"]
+    assert mount in stack["services"]["b"]["volumes"]
