@@ -30,7 +30,7 @@ from lab.api import RunningLab
 from lab.cli_chaos import cmd_chaos
 from lab.cli_cluster import cmd_cluster
 from lab.cli_exercise import cmd_exercise
-from lab.cli_table import UsageError, parser
+from lab.cli_table import UsageError, impairment_of, parser
 from lab.impair import Active
 from lab.loader import LAB_NAME, load
 from lab.yamlread import ReadError
@@ -254,14 +254,7 @@ def cmd_impair(args: argparse.Namespace) -> int:
         print(f"cleared impairments of {where}")
         return 0
     # The values first: a delay above the bound is refused before any Docker call, engine or not.
-    if all(v is None for v in (args.delay, args.jitter, args.loss, args.rate)):
-        raise UsageError("nothing to impair", "give --delay, --jitter, --loss or --rate, or --clear")
-    try:
-        spec = model.Impairment.parse(delay=args.delay, jitter=args.jitter, loss=args.loss, rate=args.rate)
-    except ValueError as exc:
-        raise UsageError(str(exc), "see lab impair --help") from None
-    if spec.empty:  # "--delay 0" used to print "impaired" and change nothing
-        raise UsageError("every value given is 0: nothing to impair", "give a value above 0, or --clear to remove")
+    spec = impairment_of(args, "lab impair")
     lab = target(args)
     used = lab.impair(args.node, network=args.network, delay=args.delay, jitter=args.jitter, loss=args.loss,
                       rate=args.rate)  # fmt: skip

@@ -13,8 +13,8 @@ import subprocess
 import sys
 import time
 
-from lab import cluster, cluster_faults, machines, model
-from lab.cli_table import UsageError
+from lab import cluster, cluster_faults, machines
+from lab.cli_table import UsageError, impairment_of
 
 
 def cluster_name(args: argparse.Namespace) -> str:
@@ -74,14 +74,7 @@ def _impair(args: argparse.Namespace, name: str) -> int:
         cluster_faults.clear_link(name, args.machine)
         print(f"cleared the underlay link of {args.machine}")
         return 0
-    if all(v is None for v in (args.delay, args.jitter, args.loss, args.rate)):
-        raise UsageError("nothing to impair", "give --delay, --jitter, --loss or --rate, or --clear")
-    try:
-        spec = model.Impairment.parse(delay=args.delay, jitter=args.jitter, loss=args.loss, rate=args.rate)
-    except ValueError as exc:
-        raise UsageError(str(exc), "see lab cluster impair --help") from None
-    if spec.empty:
-        raise UsageError("every value given is 0: nothing to impair", "give a value above 0, or --clear")
+    spec = impairment_of(args, "lab cluster impair")
     used = cluster_faults.impair_link(name, args.machine, spec)
     print(f"impaired the underlay link of {args.machine}: {spec.describe()} ({used}; what it sends, VXLAN included)")
     return 0

@@ -12,7 +12,7 @@ from typing import Any
 
 from common.argtypes import non_negative_int, port_number, positive_float, positive_int
 from common.errors import TestbedError
-from lab import machines
+from lab import machines, model
 from protocols import registry
 
 EXAMPLES = """examples:
@@ -38,6 +38,22 @@ class UsageError(TestbedError):
 
     def __init__(self, what: str, hint: str) -> None:
         super().__init__(f"{what} ({hint})")
+
+
+def impairment_of(args: argparse.Namespace, verb: str) -> model.Impairment:
+    """The impairment the flags ask for (``--delay --jitter --loss --rate``), checked before any Docker call.
+
+    ``verb`` names the command in the hint (``lab impair``, ``lab cluster impair``).
+    """
+    if all(v is None for v in (args.delay, args.jitter, args.loss, args.rate)):
+        raise UsageError("nothing to impair", "give --delay, --jitter, --loss or --rate, or --clear")
+    try:
+        spec = model.Impairment.parse(delay=args.delay, jitter=args.jitter, loss=args.loss, rate=args.rate)
+    except ValueError as exc:
+        raise UsageError(str(exc), f"see {verb} --help") from None
+    if spec.empty:  # "--delay 0" used to print "impaired" and change nothing
+        raise UsageError("every value given is 0: nothing to impair", "give a value above 0, or --clear to remove")
+    return spec
 
 
 def _lab(parser: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ from contextlib import ExitStack
 import pytest
 
 from lab.topology_fixture import TopologyLab
+from tests.adversarial.streams import read_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.adversarial, pytest.mark.timeout(300)]
 
@@ -63,18 +64,6 @@ def test_idle_connections_up_to_the_cap_leave_room_for_a_new_client_and_the_heal
     assert (attrs["RestartCount"], attrs["State"]["OOMKilled"]) == (0, False)
 
 
-def read_for(sock: socket.socket, wanted: bytes) -> bytes:
-    """What ``sock`` receives until ``wanted`` arrives, the connection closes, or 10 s pass."""
-    sock.settimeout(10)
-    data = b""
-    while wanted not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def test_connect_close_churn_through_the_host_port_leaves_chat_answering(default_lab: TopologyLab) -> None:
     """Churn through 127.0.0.1 once filled the room with closed connections and killed Docker's port proxy."""
     port = default_lab.host_port("chat", 5000)
@@ -97,6 +86,7 @@ def test_connect_close_churn_through_the_host_port_leaves_chat_answering(default
             answer = newcomer.recv(4096)
             assert b"here (" in answer and b"busy" not in answer, answer
         members[0].sendall(b"still here\n")
-        assert b"still here" in read_for(members[1], b"still here"), "a member seated before the churn lost the room"
+        members[1].settimeout(10)
+        assert b"still here" in read_until(members[1], b"still here"), "a member seated before the churn lost the room"
     attrs = default_lab.node("chat").container.attrs
     assert (attrs["RestartCount"], attrs["State"]["OOMKilled"]) == (0, False)

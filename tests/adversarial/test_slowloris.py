@@ -28,6 +28,7 @@ from contextlib import ExitStack, contextmanager
 import pytest
 
 from lab.topology_fixture import TopologyLab
+from tests.adversarial.streams import read_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.adversarial, pytest.mark.timeout(300)]
 
@@ -86,16 +87,6 @@ def served(port: int, exchange: Callable[[socket.socket], bool]) -> bool | str:
         except OSError as exc:
             return f"{exc!r}, after reading {drain(client)!r}"
         return f"read {drain(client)!r}"
-
-
-def read_until(sock: socket.socket, marker: bytes) -> bytes:
-    data = b""
-    while marker not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def upper_exchange(client: socket.socket) -> bool:
