@@ -48,8 +48,8 @@ class Seen:
     said: str = ""  # the last line the container wrote (looked up only once it stopped)
 
     @classmethod
-    def from_inspect(cls, attrs: Mapping[str, Any]) -> Seen:
-        """From ``docker inspect``'s attributes of a container."""
+    def from_inspect(cls, attrs: Mapping[str, Any], *, node_label: str = SERVICE_LABEL) -> Seen:
+        """From ``docker inspect``'s attributes of a container; its node is named by ``node_label``."""
         state = attrs.get("State") or {}
         health = state.get("Health") or None
         test = ((attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test") or ["NONE"]
@@ -57,7 +57,7 @@ class Seen:
         log = (health or {}).get("Log") or [{}]
         lines = str(log[-1].get("Output") or "").strip().splitlines()
         labels = (attrs.get("Config") or {}).get("Labels") or {}
-        node = str(labels.get(SERVICE_LABEL) or str(attrs.get("Name", "?")).lstrip("/"))
+        node = str(labels.get(node_label) or str(attrs.get("Name", "?")).lstrip("/"))
         return cls(
             node=node,
             status=str(state.get("Status", "")),
@@ -131,8 +131,9 @@ def after_event(seen: Mapping[str, Seen], event: Mapping[str, Any]) -> tuple[dic
 class Watch:
     """The engine's events for some labels, read by a thread into a queue from the moment it exists."""
 
-    def __init__(self, labels: Sequence[str]) -> None:
+    def __init__(self, labels: Sequence[str], *, node_label: str = SERVICE_LABEL) -> None:
         self.labels = list(labels)
+        self.node_label = node_label
         filters = {"type": ["container"], "label": self.labels, "event": list(EVENTS)}
         self._stream = engine.client().events(filters=filters, decode=True)
         self._events: queue.Queue[Mapping[str, Any] | None] = queue.Queue()  # None: the stream ended
@@ -156,7 +157,7 @@ class Watch:
         self._reader.join(timeout=1.0)
 
     def wait(self, nodes: Collection[str], *, timeout: float, hint: Callable[[str], str]) -> float:
-        """Wait until every container of ``nodes`` (by service label) is ready; seconds it took.
+        """Wait until every container of ``nodes`` (named by ``node_label``) is ready; seconds it took.
 
         Looks once at every container first (what happened before this call shows there,
         not in the events still queued), then only at what the events name. Raises
@@ -166,8 +167,11 @@ class Watch:
         began = time.monotonic()
         deadline = began + timeout
         listed = engine.client().api.containers(all=True, filters={"label": self.labels})
-        ours = [str(c["Id"]) for c in listed if (c.get("Labels") or {}).get(SERVICE_LABEL) in nodes]
-        seen = {ident: _inspect(ident, Seen(node="?", status="created")) for ident in ours}
+        ours = [str(c["Id"]) for c in listed if (c.get("Labels") or {}).get(self.node_label) in nodes]
+        seen = {ident: self._inspect(ident, Seen(node="?", status="created")) for ident in ours}
+        missing = sorted(set(nodes) - {one.node for one in seen.values()})
+        if missing:
+            raise LabError(f"no container for {', '.join(missing)}", hint(missing[0]))
         while True:
             state = verdict(seen)
             if state.failed is not None:
@@ -176,53 +180,53 @@ class Watch:
                 return time.monotonic() - began
             left = deadline - time.monotonic()
             if left <= 0:
-                return _last_look(seen, timeout=timeout, hint=hint) + timeout
+                return self._last_look(seen, timeout=timeout, hint=hint) + timeout
             pace = RECHECK_WITHOUT_EVENTS_S if self._ended else RECHECK_S
             try:
                 event = self._events.get(timeout=min(left, pace))
             except queue.Empty:
-                seen = {ident: one if one.ready else _inspect(ident, one) for ident, one in seen.items()}
+                seen = {ident: one if one.ready else self._inspect(ident, one) for ident, one in seen.items()}
                 continue
             if event is None:
                 self._ended = True
                 continue
             seen, again = after_event(seen, event)
             if again is not None:
-                seen[again] = _inspect(again, seen[again])
+                seen[again] = self._inspect(again, seen[again])
 
+    def _last_look(self, seen: Mapping[str, Seen], *, timeout: float, hint: Callable[[str], str]) -> float:
+        """At the deadline: 0.0 if all is ready after all; else raise with the first problem or the latecomers."""
+        seen = {ident: self._inspect(ident, one) for ident, one in seen.items()}
+        state = verdict(seen)
+        if state.ready:
+            return 0.0
+        if state.failed is not None:
+            raise LabError(str(state.failed.problem), hint(state.failed.node))
+        late = [one for one in sorted(seen.values(), key=lambda s: s.node) if not one.ready]
+        raise LabError(
+            f"not ready within {timeout:g} s: {', '.join(one.describe() for one in late)}", hint(late[0].node)
+        )
 
-def _last_look(seen: Mapping[str, Seen], *, timeout: float, hint: Callable[[str], str]) -> float:
-    """At the deadline: 0.0 if all is ready after all; else raise with the first problem or the latecomers."""
-    seen = {ident: _inspect(ident, one) for ident, one in seen.items()}
-    state = verdict(seen)
-    if state.ready:
-        return 0.0
-    if state.failed is not None:
-        raise LabError(str(state.failed.problem), hint(state.failed.node))
-    late = [one for one in sorted(seen.values(), key=lambda s: s.node) if not one.ready]
-    raise LabError(f"not ready within {timeout:g} s: {', '.join(one.describe() for one in late)}", hint(late[0].node))
-
-
-def _inspect(ident: str, before: Seen) -> Seen:
-    api = engine.client().api
-    try:
-        seen = Seen.from_inspect(api.inspect_container(ident))
-        if seen.status not in STOPPED:
-            return seen
-        said = engine.text(api.logs(ident, tail=1)).strip().splitlines()[-1:]
-        return replace(seen, said=said[0].strip() if said else "")
-    except docker.errors.NotFound:
-        return replace(before, status="removing", said="its container was removed")
+    def _inspect(self, ident: str, before: Seen) -> Seen:
+        api = engine.client().api
+        try:
+            seen = Seen.from_inspect(api.inspect_container(ident), node_label=self.node_label)
+            if seen.status not in STOPPED:
+                return seen
+            said = engine.text(api.logs(ident, tail=1)).strip().splitlines()[-1:]
+            return replace(seen, said=said[0].strip() if said else "")
+        except docker.errors.NotFound:
+            return replace(before, status="removing", said="its container was removed")
 
 
 @contextlib.contextmanager
-def watching(labels: Sequence[str]) -> Iterator[Watch]:
+def watching(labels: Sequence[str], *, node_label: str = SERVICE_LABEL) -> Iterator[Watch]:
     """Listen to the engine's events for containers with ``labels`` for the block; start them inside it.
 
     The stream opens before the block runs, so no health verdict or exit between the
     start and the wait is missed; it closes however the block ends.
     """
-    watch = Watch(labels)
+    watch = Watch(labels, node_label=node_label)
     try:
         yield watch
     finally:

@@ -67,6 +67,16 @@ def test_healthy_and_running_nodes_end_the_wait_and_the_stream(
     assert not watch._reader.is_alive(), "the event stream was left open"
 
 
+def test_a_node_without_a_container_fails_at_once(
+    docker_client: docker.DockerClient, node_image: str, project: str
+) -> None:
+    with readiness.watching([f"{PROJECT_LABEL}={project}"]) as watch:
+        start(docker_client, node_image, project, "plain", check=None)
+        with pytest.raises(LabError) as failed:
+            watch.wait({"plain", "nobody"}, timeout=60, hint=hint)
+    assert failed.value.what == "no container for nobody" and failed.value.hint == "look at nobody"
+
+
 def test_an_unhealthy_node_fails_with_its_probes_last_output(
     docker_client: docker.DockerClient, node_image: str, project: str
 ) -> None:
