@@ -32,7 +32,7 @@ IMAGE = f"${{{model.IMAGE_VARIABLE}:-{model.DEFAULT_NODE_IMAGE}}}"  # Compose re
 # (API 1.44) have no start_interval to check sooner while starting. Each check is a `docker exec` (~60 ms
 # of CPU), so six servers idle at about 0.4 of a core.
 HEALTH = {"interval": "1s", "timeout": "3s", "retries": 3, "start_period": "10s"}
-# Docker 25 and newer: every 250 ms while starting, so "up --wait" returns as soon as the server answers,
+# Docker 25 and newer: every 250 ms while starting, so lab up's wait ends soon after the server answers,
 # then every 30 s, so an idle lab costs next to nothing. A server that dies later is reported unhealthy
 # after `retries` of these checks (about 90 s); `lab ps` probes the host ports itself.
 HEALTH_ON_START = {"interval": "30s", "start_interval": "250ms"}

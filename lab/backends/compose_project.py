@@ -8,11 +8,12 @@ even when the topology file is gone.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 from docker.models.containers import Container
 
-from lab import compose, engine, model, reach
+from lab import compose, engine, model, reach, readiness
 from lab.backends.base import Backend, Row, Say, inventory, probe_programs, remove_labelled, remove_sidecars, run_docker
 from lab.engine import CONFIG_LABEL, PROJECT_LABEL, SERVICE_LABEL, LabError
 
@@ -40,8 +41,9 @@ class ComposeProject(Backend):
            port_offset: int = 0) -> tuple[model.Node, ...]:  # fmt: skip
         """Render, start and wait for health; then run the route helpers and wait for them to succeed.
 
-        ``up --wait`` treats a container that exited as a failure, even with code 0,
-        so the one-shot route helpers start in a second step that does not wait.
+        ``up -d``, then the engine's events say when each node is healthy (``lab.readiness``):
+        Compose's ``--wait`` would look only every 500 ms. The one-shot route helpers start in a
+        second step, since a container that exits counts as a failure while nodes start.
         """
         file = compose_file(topology, files)
         say(f"rendering {file}")
@@ -57,12 +59,12 @@ class ComposeProject(Backend):
         count = f"{len(members)} container" + ("" if len(members) == 1 else "s")
         say(f"starting {count} and waiting for their health checks (up to {WAIT_TIMEOUT} s)")
         build = ["--build"] if any(m.program and m.program.build for m in members) else []  # a changed Dockerfile
-        wait = ["up", "-d", *build, "--wait", "--wait-timeout", str(WAIT_TIMEOUT), "--remove-orphans", *names]
-        try:
-            _compose(topology.project, file, *wait, profiles=profiles)
-        except LabError:
-            self._explain_unhealthy(topology.project)
-            raise
+        start = ["up", "-d", *build, "--remove-orphans", *names]
+        hint = partial(_logs_hint, topology.project)
+        with readiness.watching([f"{PROJECT_LABEL}={topology.project}"]) as watch:
+            _compose(topology.project, file, *start, profiles=profiles)
+            took = watch.wait({m.name for m in members}, timeout=WAIT_TIMEOUT, hint=hint)
+        say(f"{count} ready, {took:.1f} s after Compose started them")
         if helpers:
             say(f"installing routes ({', '.join(helpers)})")
             _compose(topology.project, file, "up", "-d", "--no-deps", *helpers, profiles=profiles)
@@ -80,17 +82,6 @@ class ComposeProject(Backend):
             raise LabError("a Compose file holds every profile", "choose profiles when starting it, or render a stack")
         label = compose.source_label(topology.source, output)
         return compose.to_yaml(topology, source_label=label, output_name=output.name if output else "compose.yaml")
-
-    def _explain_unhealthy(self, project: str) -> None:
-        """Raise with the last health-check output of the first node that is not healthy, when there is one."""
-        for container in self.node_containers(project):
-            state = container.attrs.get("State", {})
-            health = state.get("Health") or {}
-            if health.get("Status") == "unhealthy" or state.get("Status") == "exited":
-                node = container.labels.get(SERVICE_LABEL, container.name)
-                probe = (health.get("Log") or [{}])[-1].get("Output", "").strip().splitlines()[-1:]
-                what = f"{node} is {health.get('Status') or _state(container)}" + (f": {probe[0]}" if probe else "")
-                raise LabError(what, f"lab logs -t {model.lab_name(project)} {node}")
 
     def _wait_helper(self, project: str, helper: str) -> None:
         container = self.find_container(project, helper)
@@ -152,6 +143,10 @@ class ComposeProject(Backend):
                             restart=f"docker restart {container.name}", container=str(container.name)))  # fmt: skip
         rank = {name: i for i, name in enumerate(order)}
         return sorted(rows, key=lambda r: (rank.get(r.node, len(rank)), r.node))
+
+
+def _logs_hint(project: str, node: str) -> str:
+    return f"lab logs -t {model.lab_name(project)} {node}"
 
 
 def _state(container: Container) -> str:

@@ -1,0 +1,233 @@
+"""Waiting until a lab's containers are healthy, woken by the engine's own events.
+
+``docker compose up --wait`` looks at every container on a 500 ms ticker and only
+after the first tick, so it always costs at least half a second more than ``up -d``,
+in half-second steps (docker/compose ``pkg/compose/convergence.go``,
+``waitDependencies``). Here the engine says when a health check changes its verdict
+(``health_status``) or a container stops (``die``), and the wait ends as soon as the
+last container is ready.
+
+The decision is pure (``Seen``, ``after_event``, ``verdict``), so it is unit-tested
+without Docker; ``watching`` is the edge that talks to the engine. The rules are
+Compose's: a container with a health check is ready once healthy, one without once
+running; unhealthy or stopped fails the wait, and so does one the engine is restarting
+(Compose would wait for it until its timeout; a node that dies while the lab starts
+will not get healthy by waiting).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import docker.errors
+
+from lab import engine
+from lab.engine import SERVICE_LABEL, LabError
+
+EVENTS = ("health_status", "die")  # the engine matches "health_status" against "health_status: healthy" etc.
+RECHECK_S = 5.0  # look again at what is not ready, in case an event never came (the stream broke)
+RECHECK_WITHOUT_EVENTS_S = 0.5  # once the stream has ended: Compose's own pace
+STOPPED = ("exited", "dead", "removing", "restarting")  # "restarting": it died and the engine starts it again
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What is known of one container: its node, state, health (``None``: no health check) and last words."""
+
+    node: str
+    status: str
+    health: str | None = None
+    exit_code: int = 0
+    probe: str = ""  # the last line of the last health-check output
+    said: str = ""  # the last line the container wrote (looked up only once it stopped)
+
+    @classmethod
+    def from_inspect(cls, attrs: Mapping[str, Any], *, node_label: str = SERVICE_LABEL) -> Seen:
+        """From ``docker inspect``'s attributes of a container; its node is named by ``node_label``."""
+        state = attrs.get("State") or {}
+        health = state.get("Health") or None
+        test = ((attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test") or ["NONE"]
+        checked = test != ["NONE"] or health is not None  # ["NONE"]: the image's check switched off
+        log = (health or {}).get("Log") or [{}]
+        lines = str(log[-1].get("Output") or "").strip().splitlines()
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        node = str(labels.get(node_label) or str(attrs.get("Name", "?")).lstrip("/"))
+        return cls(
+            node=node,
+            status=str(state.get("Status", "")),
+            health=str((health or {}).get("Status") or "starting") if checked else None,
+            exit_code=int(state.get("ExitCode") or 0),
+            probe=lines[-1].strip() if lines else "",
+        )
+
+    @property
+    def ready(self) -> bool:
+        """Healthy, or running when it has no health check (Compose's ``service_started`` fallback)."""
+        return self.status == "running" and self.health in ("healthy", None)
+
+    @property
+    def problem(self) -> str | None:
+        """Why waiting longer will not make it ready (``"daytime is unhealthy: <probe>"``), or ``None``."""
+        if self.status in STOPPED:
+            return f"{self.node} is {self.status} (exit code {self.exit_code})" + (
+                f": {self.said}" if self.said else ""
+            )
+        if self.health == "unhealthy":
+            return f"{self.node} is unhealthy" + (f": {self.probe}" if self.probe else "")
+        return None
+
+    def describe(self) -> str:
+        """Its state in a few words, for a wait that ran out of time: ``daytime (starting: <probe>)``."""
+        state = self.health or self.status
+        return f"{self.node} ({state}" + (f": {self.probe}" if self.probe else "") + ")"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Where a wait stands: every container ready, or one ``failed``, or some nodes still ``waiting``."""
+
+    ready: bool
+    failed: Seen | None
+    waiting: tuple[str, ...]
+
+
+def verdict(seen: Mapping[str, Seen]) -> Verdict:
+    """The wait's state given what is known of every container it waits for (by container id)."""
+    for one in sorted(seen.values(), key=lambda s: s.node):
+        if one.problem is not None:
+            return Verdict(ready=False, failed=one, waiting=())
+    waiting = tuple(sorted(s.node for s in seen.values() if not s.ready))
+    return Verdict(ready=not waiting, failed=None, waiting=waiting)
+
+
+def after_event(seen: Mapping[str, Seen], event: Mapping[str, Any]) -> tuple[dict[str, Seen], str | None]:
+    """What is known after one engine event, and the id of a container to inspect again, if any.
+
+    "healthy" is taken as it comes. "unhealthy" and "die" are confirmed by a fresh inspect
+    before they fail the wait (it also brings the probe's output): the event may be older
+    than the inspect that came before it, and a container may already be running again.
+    Events of containers not waited for (a profile not started, a route helper, the
+    container that an ``up`` replaced) change nothing.
+    """
+    ident = str(event.get("id") or (event.get("Actor") or {}).get("ID") or "")
+    action = str(event.get("Action") or event.get("status") or "")
+    known = dict(seen)
+    if ident not in known:
+        return known, None
+    if action == "health_status: healthy":
+        known[ident] = replace(known[ident], health="healthy")
+        return known, None
+    if action == "die" or action == "health_status: unhealthy":
+        return known, ident
+    return known, None
+
+
+class Watch:
+    """The engine's events for some labels, read by a thread into a queue from the moment it exists."""
+
+    def __init__(self, labels: Sequence[str], *, node_label: str = SERVICE_LABEL) -> None:
+        self.labels = list(labels)
+        self.node_label = node_label
+        filters = {"type": ["container"], "label": self.labels, "event": list(EVENTS)}
+        self._stream = engine.client().events(filters=filters, decode=True)
+        self._events: queue.Queue[Mapping[str, Any] | None] = queue.Queue()  # None: the stream ended
+        self._ended = False
+        self._reader = threading.Thread(target=self._read, name="lab-events", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        try:
+            for event in self._stream:
+                self._events.put(event)
+        except Exception:  # the stream closed under it (close()), or the engine went away: both end the reading
+            pass
+        finally:
+            self._events.put(None)
+
+    def close(self) -> None:
+        """Close the stream, which ends the reader (an SSH engine's stream cannot be cancelled: it is left)."""
+        with contextlib.suppress(Exception):  # the SDK raises its own and socket errors alike
+            self._stream.close()
+        self._reader.join(timeout=1.0)
+
+    def wait(self, nodes: Collection[str], *, timeout: float, hint: Callable[[str], str]) -> float:
+        """Wait until every container of ``nodes`` (named by ``node_label``) is ready; seconds it took.
+
+        Looks once at every container first (what happened before this call shows there,
+        not in the events still queued), then only at what the events name. Raises
+        ``LabError(<the first problem>, hint(node))`` or, after ``timeout`` seconds, one naming
+        what is still not ready (the hint then names the first of them).
+        """
+        began = time.monotonic()
+        deadline = began + timeout
+        listed = engine.client().api.containers(all=True, filters={"label": self.labels})
+        ours = [str(c["Id"]) for c in listed if (c.get("Labels") or {}).get(self.node_label) in nodes]
+        seen = {ident: self._inspect(ident, Seen(node="?", status="created")) for ident in ours}
+        missing = sorted(set(nodes) - {one.node for one in seen.values()})
+        if missing:
+            raise LabError(f"no container for {', '.join(missing)}", hint(missing[0]))
+        while True:
+            state = verdict(seen)
+            if state.failed is not None:
+                raise LabError(str(state.failed.problem), hint(state.failed.node))
+            if state.ready:
+                return time.monotonic() - began
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return self._last_look(seen, timeout=timeout, hint=hint) + timeout
+            pace = RECHECK_WITHOUT_EVENTS_S if self._ended else RECHECK_S
+            try:
+                event = self._events.get(timeout=min(left, pace))
+            except queue.Empty:
+                seen = {ident: one if one.ready else self._inspect(ident, one) for ident, one in seen.items()}
+                continue
+            if event is None:
+                self._ended = True
+                continue
+            seen, again = after_event(seen, event)
+            if again is not None:
+                seen[again] = self._inspect(again, seen[again])
+
+    def _last_look(self, seen: Mapping[str, Seen], *, timeout: float, hint: Callable[[str], str]) -> float:
+        """At the deadline: 0.0 if all is ready after all; else raise with the first problem or the latecomers."""
+        seen = {ident: self._inspect(ident, one) for ident, one in seen.items()}
+        state = verdict(seen)
+        if state.ready:
+            return 0.0
+        if state.failed is not None:
+            raise LabError(str(state.failed.problem), hint(state.failed.node))
+        late = [one for one in sorted(seen.values(), key=lambda s: s.node) if not one.ready]
+        raise LabError(
+            f"not ready within {timeout:g} s: {', '.join(one.describe() for one in late)}", hint(late[0].node)
+        )
+
+    def _inspect(self, ident: str, before: Seen) -> Seen:
+        api = engine.client().api
+        try:
+            seen = Seen.from_inspect(api.inspect_container(ident), node_label=self.node_label)
+            if seen.status not in STOPPED:
+                return seen
+            said = engine.text(api.logs(ident, tail=1)).strip().splitlines()[-1:]
+            return replace(seen, said=said[0].strip() if said else "")
+        except docker.errors.NotFound:
+            return replace(before, status="removing", said="its container was removed")
+
+
+@contextlib.contextmanager
+def watching(labels: Sequence[str], *, node_label: str = SERVICE_LABEL) -> Iterator[Watch]:
+    """Listen to the engine's events for containers with ``labels`` for the block; start them inside it.
+
+    The stream opens before the block runs, so no health verdict or exit between the
+    start and the wait is missed; it closes however the block ends.
+    """
+    watch = Watch(labels, node_label=node_label)
+    try:
+        yield watch
+    finally:
+        watch.close()
