@@ -52,6 +52,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     say(f"lab {lab.name}: {schedule.source}, seed {seed}: {len(steps)} steps over {schedule.duration_ms / 1000:g} s")
     say("workloads: " + (", ".join(f"{w.name} -> {w.node}:{w.port}" for w in chosen) or "none"))
     signal.signal(signal.SIGTERM, _interrupted)  # `kill PID` heals the lab too, as Ctrl-C does
+    # A shell starts a background job (`cmd &` without job control) with SIGINT ignored, and Python keeps
+    # it so: `kill -INT` would then not stop the run at all. Ctrl-C heals the lab however it was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     failure: chaos.ChaosError | None = None
     try:
         with lab.faults(schedule, seed=seed, workloads=chosen, history=history_path, say=indented) as history:
