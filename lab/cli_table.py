@@ -56,6 +56,15 @@ def impairment_of(args: argparse.Namespace, verb: str) -> model.Impairment:
     return spec
 
 
+def _impairment_flags(parser: argparse.ArgumentParser, cleared: str) -> None:
+    """The flags ``impairment_of`` reads, the same in every verb that impairs something."""
+    parser.add_argument("--delay", help="added one-way delay, like 80ms, 1s or 250us")
+    parser.add_argument("--jitter", help="delay variation, like 10ms (needs --delay)")
+    parser.add_argument("--loss", help="packets dropped, like 5%%")
+    parser.add_argument("--rate", help="bandwidth limit in bits per second, like 1mbit or 512kbit")
+    parser.add_argument("--clear", action="store_true", help=f"remove {cleared}")
+
+
 def _lab(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-t", "--lab", "--topology", dest="lab", metavar="LAB",
@@ -114,11 +123,7 @@ def _verbs(sub: Any) -> None:
     _cluster_flags(p)
     p.add_argument("node", help="node name")
     p.add_argument("--network", help="only the link to this network (default: every link of the node)")
-    p.add_argument("--delay", help="added one-way delay, like 80ms, 1s or 250us")
-    p.add_argument("--jitter", help="delay variation, like 10ms (needs --delay)")
-    p.add_argument("--loss", help="packets dropped, like 5%%")
-    p.add_argument("--rate", help="bandwidth limit in bits per second, like 1mbit or 512kbit")
-    p.add_argument("--clear", action="store_true", help="remove the node's impairments")
+    _impairment_flags(p, "the node's impairments")
 
     p = sub.add_parser("partition", help="cut all traffic between two nodes (lab heal restores it)")
     _lab(p)
@@ -275,11 +280,7 @@ def _cluster(sub: Any) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     p = verb("impair", "delay, drop or rate-limit what a machine sends on the underlay (or --clear)")
     p.add_argument("machine", help="h1, h2, ...")
-    p.add_argument("--delay", help="added one-way delay, like 40ms")
-    p.add_argument("--jitter", help="delay variation, like 5ms (needs --delay)")
-    p.add_argument("--loss", help="packets dropped, like 1%%")
-    p.add_argument("--rate", help="bandwidth limit, like 10mbit")
-    p.add_argument("--clear", action="store_true", help="remove the machine's impairment")
+    _impairment_flags(p, "the machine's impairment")
     p = verb("partition", "drop all traffic between two machines (lab cluster heal restores it)")
     p.add_argument("a", help="h1, h2, ...")
     p.add_argument("b", help="h1, h2, ...")
