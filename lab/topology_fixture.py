@@ -15,6 +15,7 @@ labs of the same file and profiles share one lab within a scope.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import itertools
@@ -70,10 +71,17 @@ class TopologyLab(RunningLab):
         return found[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def _free_ports(count: int) -> list[int]:
+    """``count`` different free ports of 127.0.0.1: every probe is held until all are bound.
+
+    One probe at a time, closed before the next, can get the same port twice (the ring of three
+    redirectors did, and Docker refused the second: "port is already allocated").
+    """
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
 
 
 def prepare(topology: model.Topology, *, run_labels: dict[str, str], taken: Sequence[ipaddress.IPv4Network],
@@ -84,8 +92,9 @@ def prepare(topology: model.Topology, *, run_labels: dict[str, str], taken: Sequ
     mapping = remap.free_subnets(remap.fixed_subnets(topology), taken, start=start)
     name = f"{topology.name[:24]}-{run_labels['testbed.run'][:6]}-{serial}"
     moved = remap.relocate(topology, mapping, name=name)
+    ports = iter(_free_ports(sum(len(n.publish) for n in moved.nodes)))
     nodes = tuple(
-        dataclasses.replace(n, publish=tuple(dataclasses.replace(p, host=_free_port()) for p in n.publish))
+        dataclasses.replace(n, publish=tuple(dataclasses.replace(p, host=next(ports)) for p in n.publish))
         for n in moved.nodes
     )
     return dataclasses.replace(moved, nodes=nodes, labels=tuple(run_labels.items())), mapping
