@@ -20,7 +20,10 @@ connection sits idle for more than a send interval.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import select
 import signal
 import socket
 import sys
@@ -51,28 +54,42 @@ class Events:
 
 
 class Stop:
-    """Set by SIGTERM (the runner's "the schedule is over"), SIGINT, or ``--max-seconds`` passing."""
+    """Set by SIGTERM (the runner's "the schedule is over"), SIGINT, or ``--max-seconds`` passing.
+
+    Lock-free on purpose: a signal handler runs in the main thread between two
+    bytecodes, possibly while that thread holds a lock inside ``Event.wait``;
+    ``Event.set`` from there waits on that same lock forever. A workload hung
+    so after SIGTERM and was killed. Here the handler sets a flag and writes a
+    byte to a pipe, and ``wait`` sleeps in ``select`` on the pipe, which that
+    byte wakes in every thread (it is never read, so it stays readable).
+    """
 
     def __init__(self, max_seconds: float) -> None:
-        self._event = threading.Event()
+        self._stopped = False
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
         self._deadline = time.monotonic() + max_seconds
 
     def install(self) -> None:
         """Stop on SIGTERM and SIGINT (call from the main thread)."""
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self._event.set())
+            signal.signal(signum, lambda *_: self.set())
 
     def set(self) -> None:
-        self._event.set()
+        if not self._stopped:
+            self._stopped = True
+            with contextlib.suppress(BlockingIOError):  # a full pipe is readable already
+                os.write(self._wake_write, b"!")
 
     def is_set(self) -> bool:
-        if not self._event.is_set() and time.monotonic() >= self._deadline:
-            self._event.set()  # the runner is gone: a workload never outlives it by much
-        return self._event.is_set()
+        if not self._stopped and time.monotonic() >= self._deadline:
+            self.set()  # the runner is gone: a workload never outlives it by much
+        return self._stopped
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds`` (between attempts, never instead of a readiness check); True if stopped."""
-        self._event.wait(max(0.0, min(seconds, self._deadline - time.monotonic())))
+        if not self._stopped:
+            select.select([self._wake_read], [], [], max(0.0, min(seconds, self._deadline - time.monotonic())))
         return self.is_set()
 
 

@@ -204,3 +204,29 @@ def test_a_wrong_server_fails_its_checker(name: str, handle: Callable[[socket.so
     assert not verdict.ok
     assert words in "\n".join(verdict.violations), verdict
 
+
+
+# A process that stops itself with SIGTERM while its main thread spins in ``Stop.wait``, again and again: the
+# signal lands inside ``wait`` every time. A handler that takes a lock deadlocks here within a few hundred rounds
+# (an ``Event``-based stop did, as a workload once hung after the runner's SIGTERM).
+SIGNAL_IN_WAIT = """
+import os, signal, threading, time
+from clients.workloads.common import Stop
+for round in range(300):
+    stop = Stop(60)
+    stop.install()
+    threading.Timer(0.001, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    while not stop.wait(0.0):
+        pass
+print("stopped", round + 1)
+"""
+
+
+def test_a_stop_signal_that_lands_inside_wait_always_stops() -> None:
+    try:
+        done = subprocess.run([sys.executable, "-c", SIGNAL_IN_WAIT], cwd=ROOT, capture_output=True, text=True,
+                              timeout=30)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("a workload's stop deadlocked in its own signal handler")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["stopped", "300"]
