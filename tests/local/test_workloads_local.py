@@ -205,7 +205,6 @@ def test_a_wrong_server_fails_its_checker(name: str, handle: Callable[[socket.so
     assert words in "\n".join(verdict.violations), verdict
 
 
-
 # A process that stops itself with SIGTERM while its main thread spins in ``Stop.wait``, again and again: the
 # signal lands inside ``wait`` every time. A handler that takes a lock deadlocks here within a few hundred rounds
 # (an ``Event``-based stop did, as a workload once hung after the runner's SIGTERM).
