@@ -44,9 +44,13 @@ def test_wan_adds_its_delay_and_loss(topology: Topology) -> None:
     ran = wan.exec("client", "python3", "-c", ECHO_RTTS)
     assert ran.exit_code == 0, ran.output
     measured = json.loads(ran.out.strip().splitlines()[-1])
-    median = statistics.median(measured["rtts"])
-    # 40 ms each way, out through gw-a and back through gw-b: 80 ms +- 10 %
-    assert 72 <= median <= 88, f"median round trip {median:.1f} ms"
+    # 40 ms each way, out through gw-a and back through gw-b: 80 ms +- 10 %. The fastest round trip is the
+    # path's own: a busy machine only adds to the others (a median of 136 ms was seen with every core taken),
+    # and a delay applied twice, or not at all, would still show in it.
+    fastest = min(measured["rtts"])
+    assert 72 <= fastest <= 88, (
+        f"fastest round trip {fastest:.1f} ms (median {statistics.median(measured['rtts']):.1f})"
+    )
     # 2 % each way: about 4 % of round trips lost (16 of 400); generous bounds
     assert 0 < measured["lost"] <= 40, measured["lost"]
 
