@@ -19,6 +19,10 @@ from typing import TextIO
 
 _log_lock = threading.Lock()
 
+# The event a server logs once every socket of it listens. `lab up` takes that line for ready: Docker's
+# first health check would come a start interval later and cost an exec (docker/compose waits for it).
+READY = "ready"
+
 # What a terminal acts on rather than shows: C0 controls (ESC starts an escape sequence, BEL rings), DEL,
 # C1 controls (U+009B is a one-character CSI), the bidi marks, embeddings, overrides and isolates that
 # reorder what is shown (Trojan Source, CVE-2021-42574), and the line and paragraph separators.
@@ -50,6 +54,12 @@ def format_event(server: str, event: str, fields: dict[str, object], *, now: flo
     parts = [f"{stamp}.{millis:03d}Z", server, event]
     parts += [f"{key}={_quote(value)}" for key, value in fields.items()]
     return " ".join(parts)
+
+
+def says_ready(line: str, server: str) -> bool:
+    """Whether one log line is ``server``'s ready event (``<time> <server> ready key=value…``)."""
+    parts = line.split(" ", 3)
+    return len(parts) >= 3 and parts[1] == server and parts[2] == READY
 
 
 # Per kind of event a peer can cause once per datagram (creosote's bad_datagram, incomplete, relay...).

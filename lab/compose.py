@@ -170,7 +170,9 @@ def _host_service(topology: model.Topology, node: model.Node) -> dict[str, Any]:
     check = healthcheck(spec)
     if check is not None:
         service["healthcheck"] = check
-    service["labels"] = lab_labels(topology)
+        service["labels"] = lab_labels(topology, **{model.READY_LINE_LABEL: spec.name})
+    else:
+        service["labels"] = lab_labels(topology)
     return service
 
 

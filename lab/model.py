@@ -27,6 +27,8 @@ DEFAULT_LAB = "default"
 PROJECT_PREFIX = "testbed"
 LAB_LABEL = "testbed.lab"
 ROLE_LABEL = "testbed.role"
+# On a node of a built-in server: the server's name in its log, whose ``ready`` line tells lab up it serves.
+READY_LINE_LABEL = "testbed.ready-line"
 IMAGE_VARIABLE = "TESTBED_NODE_IMAGE"  # names another node image, for Compose files and the engine alike
 DEFAULT_NODE_IMAGE = "testbed/node:latest"
 # Bounds of an impairment: `--delay 100000s` was accepted, and `--rate 1bit` passed only for tc to refuse it.

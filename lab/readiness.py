@@ -7,6 +7,12 @@ in half-second steps (docker/compose ``pkg/compose/convergence.go``,
 (``health_status``) or a container stops (``die``), and the wait ends as soon as the
 last container is ready.
 
+A built-in server says ``ready`` in its log once every socket of it listens, and its
+node carries the label ``testbed.ready-line``: that line counts as ready too. Docker's
+first health check comes a start interval (250 ms) after the start and costs an exec,
+where the line comes as soon as the server listens. A health check that fails still
+fails the wait, and ``lab ps`` shows the check's own verdict.
+
 The decision is pure (``Seen``, ``after_event``, ``verdict``), so it is unit-tested
 without Docker; ``watching`` is the edge that talks to the engine. The rules are
 Compose's: a container with a health check is ready once healthy, one without once
@@ -18,6 +24,7 @@ will not get healthy by waiting).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import queue
 import threading
 import time
@@ -27,13 +34,17 @@ from typing import Any
 
 import docker.errors
 
+from common.eventlog import says_ready
 from lab import engine
 from lab.engine import SERVICE_LABEL, LabError
+from lab.model import READY_LINE_LABEL
 
 EVENTS = ("health_status", "die")  # the engine matches "health_status" against "health_status: healthy" etc.
 RECHECK_S = 5.0  # look again at what is not ready, in case an event never came (the stream broke)
 RECHECK_WITHOUT_EVENTS_S = 0.5  # once the stream has ended: Compose's own pace
 STOPPED = ("exited", "dead", "removing", "restarting")  # "restarting": it died and the engine starts it again
+SAID_READY = "said ready"  # the action of the event made up when a server's ready line is found in its log
+LOG_PACE_S = 0.05  # how often the logs of servers not yet ready are read (a server listens 0.1-0.2 s after start)
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,9 @@ class Seen:
     exit_code: int = 0
     probe: str = ""  # the last line of the last health-check output
     said: str = ""  # the last line the container wrote (looked up only once it stopped)
+    announces: str | None = None  # the server whose ready line in the log counts as ready (READY_LINE_LABEL)
+    announced: bool = False  # that line came, in this run of the container
+    started: str = ""  # when this run of the container started (State.StartedAt)
 
     @classmethod
     def from_inspect(cls, attrs: Mapping[str, Any], *, node_label: str = SERVICE_LABEL) -> Seen:
@@ -64,12 +78,18 @@ class Seen:
             health=str((health or {}).get("Status") or "starting") if checked else None,
             exit_code=int(state.get("ExitCode") or 0),
             probe=lines[-1].strip() if lines else "",
+            announces=str(labels[READY_LINE_LABEL]) if labels.get(READY_LINE_LABEL) else None,
+            started=str(state.get("StartedAt") or ""),
         )
 
     @property
     def ready(self) -> bool:
-        """Healthy, or running when it has no health check (Compose's ``service_started`` fallback)."""
-        return self.status == "running" and self.health in ("healthy", None)
+        """Healthy, or said ready, or running with no health check (Compose's ``service_started`` fallback)."""
+        return self.status == "running" and (self.health in ("healthy", None) or self.announced)
+
+    def looked_again(self, fresh: Seen) -> Seen:
+        """``fresh`` (a new inspect of this container), keeping the ready line it said if it is the same run."""
+        return replace(fresh, announced=self.announced and fresh.started == self.started)
 
     @property
     def problem(self) -> str | None:
@@ -123,6 +143,10 @@ def after_event(seen: Mapping[str, Seen], event: Mapping[str, Any]) -> tuple[dic
     if action == "health_status: healthy":
         known[ident] = replace(known[ident], health="healthy")
         return known, None
+    if action == SAID_READY:
+        if known[ident].announces and event.get("started") == known[ident].started:  # not an earlier run's line
+            known[ident] = replace(known[ident], announced=True)
+        return known, None
     if action == "die" or action == "health_status: unhealthy":
         return known, ident
     return known, None
@@ -156,6 +180,21 @@ class Watch:
             self._stream.close()
         self._reader.join(timeout=1.0)
 
+    def _said_ready(self, ident: str, seen: Seen) -> Mapping[str, Any] | None:
+        """The made-up event for a server whose ready line is in its log since this run began, or ``None``.
+
+        Read, not followed: a followed log is a stream per node held open on the engine's
+        connection pool, and most servers have said it before the wait even begins.
+        """
+        try:
+            text = engine.text(engine.client().api.logs(ident, stdout=True, stderr=False,
+                                                        since=epoch_seconds(seen.started)))  # fmt: skip
+        except Exception:  # the container went, or the engine: its health check or its death still counts
+            return None
+        if any(says_ready(line, str(seen.announces)) for line in text.splitlines()):
+            return {"id": ident, "Action": SAID_READY, "started": seen.started}
+        return None
+
     def wait(self, nodes: Collection[str], *, timeout: float, hint: Callable[[str], str]) -> float:
         """Wait until every container of ``nodes`` (named by ``node_label``) is ready; seconds it took.
 
@@ -172,6 +211,7 @@ class Watch:
         missing = sorted(set(nodes) - {one.node for one in seen.values()})
         if missing:
             raise LabError(f"no container for {', '.join(missing)}", hint(missing[0]))
+        next_look = began + RECHECK_S
         while True:
             state = verdict(seen)
             if state.failed is not None:
@@ -181,11 +221,19 @@ class Watch:
             left = deadline - time.monotonic()
             if left <= 0:
                 return self._last_look(seen, timeout=timeout, hint=hint) + timeout
+            announcing = [ident for ident, one in seen.items() if one.announces and one.started and not one.ready]
+            said = [found for found in (self._said_ready(ident, seen[ident]) for ident in announcing) if found]
+            for line_event in said:
+                seen, _ = after_event(seen, line_event)
+            if said:
+                continue
             pace = RECHECK_WITHOUT_EVENTS_S if self._ended else RECHECK_S
             try:
-                event = self._events.get(timeout=min(left, pace))
+                event = self._events.get(timeout=min(left, LOG_PACE_S if announcing else pace))
             except queue.Empty:
-                seen = {ident: one if one.ready else self._inspect(ident, one) for ident, one in seen.items()}
+                if not announcing or time.monotonic() >= next_look:  # a pace without events: look again
+                    next_look = time.monotonic() + pace
+                    seen = {ident: one if one.ready else self._inspect(ident, one) for ident, one in seen.items()}
                 continue
             if event is None:
                 self._ended = True
@@ -210,13 +258,21 @@ class Watch:
     def _inspect(self, ident: str, before: Seen) -> Seen:
         api = engine.client().api
         try:
-            seen = Seen.from_inspect(api.inspect_container(ident), node_label=self.node_label)
+            seen = before.looked_again(Seen.from_inspect(api.inspect_container(ident), node_label=self.node_label))
             if seen.status not in STOPPED:
                 return seen
             said = engine.text(api.logs(ident, tail=1)).strip().splitlines()[-1:]
             return replace(seen, said=said[0].strip() if said else "")
         except docker.errors.NotFound:
             return replace(before, status="removing", said="its container was removed")
+
+
+def epoch_seconds(stamp: str) -> float:
+    """Docker's RFC 3339 time (``2026-12-03T06:04:13.037091615Z``) as seconds since the epoch, to the microsecond."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    digits = (fraction + "000000")[:6]  # Python reads six digits; the engine writes nine
+    moment = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC)
+    return moment.timestamp() + int(digits) / 1_000_000
 
 
 @contextlib.contextmanager

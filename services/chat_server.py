@@ -11,7 +11,7 @@ import signal
 import socket
 import threading
 
-from common.eventlog import EventLog
+from common.eventlog import READY, EventLog
 from protocols.chat import ChatConnection, ChatRoom, Delivery, full_message
 from protocols.framing import DEFAULT_MAX_LINE
 from services.admission import (
@@ -110,7 +110,7 @@ class ChatServer:
         server = await loop.create_server(lambda: Member(self), sock=listener, backlog=LISTEN_BACKLOG)
         host, port = listener.getsockname()[:2]
         self.log(
-            "ready",
+            READY,
             host=host,
             tcp=port,
             model="asyncio",

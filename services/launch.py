@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from common.argtypes import positive_float, positive_int
-from common.eventlog import EventLog
+from common.eventlog import READY, EventLog
 from protocols.session import SessionFactory
 from services.common import base_parser, bind_tcp, bind_udp, raise_on_signals, run_main
 from services.runners import MODELS, DatagramAnswer, Limits, StopSwitch, serve_datagrams, serve_stream
@@ -160,7 +160,7 @@ def stream_service(
             fields.update(max_clients=rules.max_clients, per_source=rules.per_source)
             if rules.line_deadline is not None:
                 fields["line_deadline"] = f"{rules.line_deadline:g}"
-            log("ready", host=args.host, model=args.model, **fields)
+            log(READY, host=args.host, model=args.model, **fields)
             serve_stream(listener, factory, model=args.model, limits=chosen, log=log, stop=stop)
         finally:
             stop.set()

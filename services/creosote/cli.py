@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.argtypes import int_in, port_number, positive_float, positive_int, size_at_least
-from common.eventlog import EventLog
+from common.eventlog import READY, EventLog
 from protocols.creosote import DEFAULT_PORT, MAX_MESSAGE_BYTES, RECEIVE_BUFFER, Address, Reassembler
 from services.common import base_parser, bind_udp, raise_on_signals
 from services.creosote.bucket import Bucket
@@ -54,7 +54,7 @@ def open_sink(config: SinkConfig, *, log: EventLog) -> Sink:
     sink = Sink(sock, handler, log=log, buffer_size=config.max_datagram)
     mode = "redirect" if config.redirect else "raw" if config.raw else "bucket"
     got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-    log("ready", host=sink.address[0], port=sink.address[1], mode=mode, rcvbuf=got, rcvbuf_requested=config.rcvbuf)
+    log(READY, host=sink.address[0], port=sink.address[1], mode=mode, rcvbuf=got, rcvbuf_requested=config.rcvbuf)
     if config.log_file and not config.redirect:
         log("records_file", file=str(config.log_file), max_bytes=config.records_max_bytes, keep=config.records_keep)
     if got < config.rcvbuf:  # Linux reports twice what was granted; less than asked means a cap

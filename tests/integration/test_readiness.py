@@ -17,8 +17,10 @@ from typing import Any
 import docker
 import pytest
 
+from common.waiting import wait_until
 from lab import readiness
 from lab.engine import PROJECT_LABEL, SERVICE_LABEL, LabError
+from lab.model import READY_LINE_LABEL
 from lab.testing import RUN_LABELS
 from tests.integration.test_lab_cli import lab_cli, leftovers, sweep_crashed_runs
 
@@ -39,14 +41,16 @@ def project(docker_client: docker.DockerClient) -> Iterator[str]:
 
 def start(
     client: docker.DockerClient, image: str, project: str, node: str, *, check: str | None, retries: int = 1,
-    command: str = "exec sleep 300", restart: str = "no",
+    command: str = "exec sleep 300", restart: str = "no", interval_ms: int = 100, ready_line: str | None = None,
 ) -> None:  # fmt: skip
-    """A container of ``project`` running ``command``; ``check``: a shell health check every 100 ms."""
+    """A container of ``project`` running ``command``; ``check``: a shell health check every ``interval_ms``."""
     options: dict[str, Any] = {"restart_policy": {"Name": restart}}
     if check is not None:
-        options["healthcheck"] = {"test": ["CMD", "sh", "-c", check], "interval": 100 * MS, "timeout": 2000 * MS,
-                                  "retries": retries, "start_period": 0}  # fmt: skip
+        options["healthcheck"] = {"test": ["CMD", "sh", "-c", check], "interval": interval_ms * MS,
+                                  "timeout": 2000 * MS, "retries": retries, "start_period": 0}  # fmt: skip
     labels = {**RUN_LABELS, PROJECT_LABEL: project, SERVICE_LABEL: node}
+    if ready_line is not None:
+        labels[READY_LINE_LABEL] = ready_line
     client.containers.run(image, ["sh", "-c", command], detach=True, name=f"{project}-{node}", labels=labels, **options)
 
 
@@ -65,6 +69,41 @@ def test_healthy_and_running_nodes_end_the_wait_and_the_stream(
     assert took < 30, f"{took:.1f} s for a check that passes every 100 ms"
     assert docker_client.containers.get(f"{project}-checked").attrs["State"]["Health"]["Status"] == "healthy"
     assert not watch._reader.is_alive(), "the event stream was left open"
+
+
+# A server that says ready in its log, under a health check that would first run an hour later.
+DAYTIME = "exec python3 -m services.daytime --port 1313"
+HOUR_MS = 3_600_000
+
+
+def test_a_servers_ready_line_ends_the_wait_before_its_first_health_check(
+    docker_client: docker.DockerClient, node_image: str, project: str
+) -> None:
+    with readiness.watching([f"{PROJECT_LABEL}={project}"]) as watch:
+        start(docker_client, node_image, project, "said", check="exit 0", interval_ms=HOUR_MS, command=DAYTIME,
+              ready_line="daytime")  # fmt: skip
+        took = watch.wait({"said"}, timeout=60, hint=hint)
+    assert took < 30, f"{took:.1f} s for a server that listens within a second"
+    assert docker_client.containers.get(f"{project}-said").attrs["State"]["Health"]["Status"] == "starting"
+    assert "daytime ready" in docker_client.containers.get(f"{project}-said").logs().decode()
+
+
+def test_without_the_label_or_with_another_servers_name_the_line_does_not_count(
+    docker_client: docker.DockerClient, node_image: str, project: str
+) -> None:
+    with readiness.watching([f"{PROJECT_LABEL}={project}"]) as watch:
+        start(docker_client, node_image, project, "unlabelled", check="exit 0", interval_ms=HOUR_MS, command=DAYTIME)
+        start(docker_client, node_image, project, "misnamed", check="exit 0", interval_ms=HOUR_MS, command=DAYTIME,
+              ready_line="echo")  # fmt: skip
+        wait_until(lambda: all("daytime ready" in c.logs().decode() for c in _containers(docker_client, project)),
+                   timeout=60, what="both servers to say ready")  # fmt: skip
+        with pytest.raises(LabError) as failed:
+            watch.wait({"unlabelled", "misnamed"}, timeout=2, hint=hint)
+    assert "misnamed (starting)" in failed.value.what and "unlabelled (starting)" in failed.value.what
+
+
+def _containers(client: docker.DockerClient, project: str) -> list[Any]:
+    return list(client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"}))
 
 
 def test_a_node_without_a_container_fails_at_once(

@@ -45,7 +45,10 @@ def test_default_lab_is_hardened_everywhere() -> None:
         assert service["read_only"] is True and service["init"] is True, name
         assert "user" not in service and "cap_add" not in service, name  # the image's non-root user
         assert all(port.startswith("127.0.0.1:") for port in service.get("ports", [])), name
-        assert service["labels"] == {"testbed.lab": "default"}, name
+        assert service["labels"]["testbed.lab"] == "default", name
+        # a server with a health check names itself, so lab up can take its ready line (lab.readiness)
+        ready_line = {"testbed.ready-line": name} if "healthcheck" in service else {}
+        assert service["labels"] == {"testbed.lab": "default", **ready_line}, name
     assert document["networks"]["lab"]["labels"] == {"testbed.lab": "default"}
     assert document["volumes"]["creosote-log"]["labels"] == {"testbed.lab": "default"}
     assert document["services"]["iterative"]["profiles"] == ["models"]
@@ -144,9 +147,9 @@ def test_the_override_times_exactly_the_checked_services_and_merges_into_the_ren
     topology = load(ROOT / "topology" / "default.yaml")
     document = compose.render(topology)
     checked = {name for name, body in document["services"].items() if "healthcheck" in body}
-    override = yaml.safe_load(
-        compose.engine_override(topology, source_label="t.yaml", output_name="o.yaml")
-    )["services"]
+    override = yaml.safe_load(compose.engine_override(topology, source_label="t.yaml", output_name="o.yaml"))[
+        "services"
+    ]
     assert set(override) == checked and checked
     modern = compose.with_start_interval(document)
     for name in checked:

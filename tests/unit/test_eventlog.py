@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.eventlog import EventLog, LineBudget, format_event
+from common.eventlog import READY, EventLog, LineBudget, format_event, says_ready
 
 # Everything a terminal acts on: C0 (ESC, BEL, BS, VT, FF, the separators 0x1c-0x1e), DEL, C1 (0x9b is a
 # one-character CSI), bidi controls (U+202E reverses what follows) and the Unicode line/paragraph separators.
@@ -140,3 +140,12 @@ def test_a_flood_of_limited_events_stays_small() -> None:
     assert sum(int(line.rsplit("=", 1)[1]) for line in stdout.getvalue().splitlines() if "not_shown" in line) == (
         50_000 - 5 * 10
     )
+
+
+def test_the_ready_line_is_told_from_others_and_from_other_servers() -> None:
+    line = format_event("daytime", READY, {"host": "0.0.0.0", "tcp": 13}, now=0.0)
+    assert says_ready(line, "daytime")
+    assert not says_ready(line, "echo")
+    assert not says_ready(format_event("daytime", "stopped", {}, now=0.0), "daytime")
+    assert not says_ready(format_event("daytime", "reply", {"text": "daytime ready"}, now=0.0), "daytime")
+    assert not says_ready("daytime ready", "daytime")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from lab.readiness import Seen, after_event, verdict
+from lab.readiness import Seen, after_event, epoch_seconds, verdict
 
 SERVICE = "com.docker.compose.service"
 
@@ -97,3 +97,56 @@ def test_a_starting_node_describes_itself_with_its_probe() -> None:
     seen = Seen.from_inspect(inspected("echo", output="error: timed out\n"))
     assert seen.describe() == "echo (starting: error: timed out)"
     assert Seen.from_inspect(inspected("client", status="created", health=None)).describe() == "client (created)"
+
+
+STARTED = "2026-12-03T06:04:13.037091615Z"
+
+
+def announcing(node: str, *, started: str = STARTED, **fields: Any) -> Seen:
+    """A built-in server's container: labelled with the server whose ready line counts."""
+    attrs = inspected(node, **fields)
+    attrs["Config"]["Labels"]["testbed.ready-line"] = node
+    attrs["State"]["StartedAt"] = started
+    return Seen.from_inspect(attrs)
+
+
+def said_ready(ident: str, started: str = STARTED) -> dict[str, Any]:
+    return {"id": ident, "Action": "said ready", "started": started}
+
+
+def test_a_ready_line_of_this_run_makes_a_starting_server_ready() -> None:
+    seen = {"a": announcing("daytime")}
+    assert seen["a"].announces == "daytime" and seen["a"].started == STARTED
+    assert not verdict(seen).ready
+    known, again = after_event(seen, said_ready("a"))
+    assert again is None and verdict(known).ready
+
+
+def test_a_ready_line_of_an_earlier_run_does_not_count() -> None:
+    known, _ = after_event({"a": announcing("daytime")}, said_ready("a", started="2026-12-03T06:00:00.000000001Z"))
+    assert not verdict(known).ready
+
+
+def test_a_failing_check_fails_the_wait_even_after_the_ready_line() -> None:
+    known, _ = after_event({"a": announcing("daytime", health="unhealthy", output="error: refused\n")}, said_ready("a"))
+    state = verdict(known)
+    assert not state.ready and state.failed is not None and "unhealthy" in str(state.failed.problem)
+
+
+def test_a_fresh_look_keeps_the_ready_line_only_within_the_same_run() -> None:
+    known, _ = after_event({"a": announcing("daytime")}, said_ready("a"))
+    assert known["a"].looked_again(announcing("daytime")).ready
+    restarted = announcing("daytime", started="2026-12-03T06:05:00.5Z")
+    assert not known["a"].looked_again(restarted).ready
+
+
+def test_a_container_without_the_label_waits_for_its_check() -> None:
+    seen = {"a": Seen.from_inspect(inspected("mine"))}
+    assert seen["a"].announces is None
+    known, _ = after_event(seen, said_ready("a", started=""))
+    assert not verdict(known).ready
+
+
+def test_the_engines_start_time_reads_to_the_microsecond() -> None:
+    assert abs(epoch_seconds(STARTED) - 1796277853.037091) < 1e-6
+    assert epoch_seconds("2026-12-03T06:04:13Z") == 1796277853.0
