@@ -23,7 +23,9 @@ MACHINE_NAME = re.compile(r"h([1-9][0-9]?)")
 CLUSTER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
 # Where the underlay goes on this engine: the first free /24 of these (the inner engines' own
 # bridges come from INNER_POOL, which is never an underlay, so a machine's routes never overlap).
-UNDERLAY_RANGE = ipaddress.ip_network("172.30.0.0/16")
+# 198.18.0.0/15 is set aside for testing networks (RFC 2544), and no engine hands it out on its own:
+# 172.30.0.0/16, used first, is in Docker's default pools, and a busy engine gave all of it to a network.
+UNDERLAY_RANGE = ipaddress.ip_network("198.18.0.0/15")
 INNER_POOL = "192.168.128.0/17"
 TLS_FLAG_SINCE = 20  # dockerd 20.10 waits 15 s before serving plain TCP unless --tls=false says it is meant
 

@@ -44,10 +44,10 @@ def test_cgroup_v1_binds_the_hierarchy_and_v2_does_not() -> None:
 
 
 def test_the_underlay_takes_the_first_free_block() -> None:
-    assert machines.free_subnet([]) == "172.30.0.0/24"
-    assert machines.free_subnet(["172.17.0.0/16", "172.30.0.0/24", "172.30.1.0/24", "fd00::/64"]) == "172.30.2.0/24"
+    assert machines.free_subnet([]) == "198.18.0.0/24"
+    assert machines.free_subnet(["172.17.0.0/16", "198.18.0.0/24", "198.18.1.0/24", "fd00::/64"]) == "198.18.2.0/24"
     with pytest.raises(MachineError, match="no free"):
-        machines.free_subnet(["172.30.0.0/16"])
+        machines.free_subnet(["198.18.0.0/15"])
 
 
 def test_machine_addresses_are_fixed_by_number() -> None:
