@@ -35,8 +35,7 @@ start with ``* ``, errors with ``error: `` and go to their cause alone::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from protocols.errors import LineTooLong, LocalProtocolError
 from protocols.framing import DEFAULT_MAX_LINE, LineBuffer
@@ -70,9 +69,13 @@ PRESENCE_BURST = 5
 ConnId = int
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """Bytes for one connection; ``close`` asks the carrier to close it after sending them."""
+class Delivery(NamedTuple):
+    """Bytes for one connection; ``close`` asks the carrier to close it after sending them.
+
+    Immutable like a frozen dataclass, but a fan-out makes one per recipient: a frozen dataclass took
+    770 ns to build (three ``object.__setattr__`` calls), a named tuple 225 ns, and building them was a
+    fifth of the chat server's time at 100 clients (py-spy, 127.0.0.1).
+    """
 
     conn: ConnId
     data: bytes

@@ -456,3 +456,10 @@ def test_bidi_overrides_and_separators_do_not_reach_the_others(room: ChatRoom) -
     assert lines_for(out, 2) == ["<guest1> see evil <guest2> i agree"]
     out = say(room, 1, "/msg guest2 \u2067hidden\u2069")
     assert lines_for(out, 2) == ["*guest1* hidden"]
+
+
+def test_a_delivery_cannot_be_changed_once_made() -> None:
+    delivery = Delivery(3, b"hi\n")
+    assert (delivery.conn, delivery.data, delivery.close) == (3, b"hi\n", False)
+    with pytest.raises(AttributeError):
+        delivery.close = True  # type: ignore[misc]
