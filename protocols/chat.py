@@ -2,7 +2,7 @@
 
 The course's chat server was one-on-one and took one ``recv`` for one message,
 in ASCII, with no limits. Here the room is a pure object: connection ids and
-lines in, ``Delivery`` records (who gets which bytes) out; the service that owns
+lines in, ``Delivery`` and ``Broadcast`` records (who gets which bytes) out; the service that owns
 the sockets only carries them. Plain ``nc`` is a usable client.
 
 Wire format: UTF-8 lines of at most 4096 bytes, ``\n``-terminated (a ``\r``
@@ -35,8 +35,7 @@ start with ``* ``, errors with ``error: `` and go to their cause alone::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol, TypeAlias
 
 from protocols.errors import LineTooLong, LocalProtocolError
 from protocols.framing import DEFAULT_MAX_LINE, LineBuffer
@@ -70,13 +69,42 @@ PRESENCE_BURST = 5
 ConnId = int
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """Bytes for one connection; ``close`` asks the carrier to close it after sending them."""
+class Delivery(NamedTuple):
+    """Bytes for one connection; ``close`` asks the carrier to close it after sending them.
+
+    Immutable like a frozen dataclass, and cheaper to build: 225 ns against 770 ns (three
+    ``object.__setattr__`` calls); a fan-out is one ``Broadcast``, not one of these per recipient.
+    """
 
     conn: ConnId
     data: bytes
     close: bool = False
+
+
+class Broadcast(NamedTuple):
+    """The same bytes for several connections: what one member says, for everyone else in the room.
+
+    One object for a fan-out, not a ``Delivery`` per recipient: at 100 clients
+    building those, and handing each to the carrier, was a fifth of the chat
+    server's time (py-spy). ``each_delivery`` spells it out per connection.
+    """
+
+    conns: tuple[ConnId, ...]
+    data: bytes
+
+
+Output: TypeAlias = Delivery | Broadcast  # what the room returns: bytes for one connection, or for several
+
+
+def each_delivery(outputs: list[Output]) -> list[Delivery]:
+    """``outputs`` as one ``Delivery`` per connection, in order: for a carrier or a test that wants them so."""
+    spelled: list[Delivery] = []
+    for output in outputs:
+        if isinstance(output, Broadcast):
+            spelled += (Delivery(conn, output.data) for conn in output.conns)
+        else:
+            spelled.append(output)
+    return spelled
 
 
 class EventSink(Protocol):
@@ -142,7 +170,7 @@ class ChatRoom:
 
     # -- arriving and leaving ------------------------------------------------
 
-    def join(self, conn: ConnId) -> list[Delivery]:
+    def join(self, conn: ConnId) -> list[Output]:
         """Admit ``conn`` under a fresh ``guestN`` nick and greet it; the others are told later (``announce``).
 
         A connection that closes without a word (a health check's bare connect,
@@ -156,7 +184,7 @@ class ChatRoom:
         self._emit("join", conn=conn, nick=nick)
         return [Delivery(conn, self._greeting(nick, others))]
 
-    def announce(self, conn: ConnId) -> list[Delivery]:
+    def announce(self, conn: ConnId) -> list[Output]:
         """Tell the others ``conn`` is here, once: when it first shows itself, or when the carrier's grace ends."""
         if conn not in self._nicks or conn in self._announced:
             return []
@@ -167,7 +195,7 @@ class ChatRoom:
         """Whether the others have been told ``conn`` is here."""
         return conn in self._announced
 
-    def tick(self) -> list[Delivery]:
+    def tick(self) -> list[Output]:
         """End a window of arrivals and departures: one line for those only counted, to every member.
 
         The carrier calls this on a clock (the chat server: once a second).
@@ -177,10 +205,9 @@ class ChatRoom:
         counts = ", ".join(f"{n} {what}" for n, what in held if n)
         if not counts:
             return []
-        data = _line(f"* {counts} (/who lists who is here)")
-        return [Delivery(conn, data) for conn in self._nicks]
+        return [Broadcast(tuple(self._nicks), _line(f"* {counts} (/who lists who is here)"))]
 
-    def _presence(self, conn: ConnId, text: str, *, joined: bool) -> list[Delivery]:
+    def _presence(self, conn: ConnId, text: str, *, joined: bool) -> list[Output]:
         if self._told < PRESENCE_BURST:
             self._told += 1
             return self._to_others(conn, _line(text))
@@ -205,29 +232,29 @@ class ChatRoom:
         ]
         return _line("\n".join(greeting))
 
-    def leave(self, conn: ConnId, reason: str) -> list[Delivery]:
+    def leave(self, conn: ConnId, reason: str) -> list[Output]:
         """``conn`` is gone (EOF, reset, idle...): tell the others. Unknown ``conn``: nothing."""
         return self._remove(conn, f"left ({reason})", event="leave", reason=reason)
 
-    def drop(self, conn: ConnId, reason: str) -> list[Delivery]:
+    def drop(self, conn: ConnId, reason: str) -> list[Output]:
         """The server threw ``conn`` out (e.g. ``"too slow"``): tell the others, not ``conn``."""
         return self._remove(conn, f"dropped ({reason})", event="drop", reason=reason)
 
-    def expire(self, conn: ConnId, idle_seconds: float) -> list[Delivery]:
+    def expire(self, conn: ConnId, idle_seconds: float) -> list[Output]:
         """``conn`` said nothing for too long: a notice to it (then close), and to the others."""
         return self.dismiss(conn, _line(f"* closing: nothing received for {idle_seconds:g} s"), "idle")
 
-    def dismiss(self, conn: ConnId, notice: bytes, reason: str) -> list[Delivery]:
+    def dismiss(self, conn: ConnId, notice: bytes, reason: str) -> list[Output]:
         """The server closes ``conn`` (idle, a line too slow, making room): ``notice`` to it, then close;
         the others read that it left for ``reason``. Unknown ``conn``: nothing."""
         if conn not in self._nicks:
             return []
         return [Delivery(conn, notice, close=True), *self.leave(conn, reason)]
 
-    def shutdown(self) -> list[Delivery]:
+    def shutdown(self) -> list[Output]:
         """The server is stopping: tell everyone and close every connection."""
         notice = _line("* server shutting down")
-        deliveries = [Delivery(conn, notice, close=True) for conn in self._nicks]
+        deliveries: list[Output] = [Delivery(conn, notice, close=True) for conn in self._nicks]
         # No per-member departure notices: everyone is leaving at once (and n² of them would be slow).
         self._nicks.clear()
         self._by_key.clear()
@@ -236,7 +263,7 @@ class ChatRoom:
 
     # -- what members say ----------------------------------------------------
 
-    def receive_line(self, conn: ConnId, line: bytes) -> list[Delivery]:
+    def receive_line(self, conn: ConnId, line: bytes) -> list[Output]:
         """Act on one line from ``conn`` (without its ``\\n``): a command, or words for the room."""
         if conn not in self._nicks:
             raise LocalProtocolError(f"connection {conn} is not in the room")
@@ -252,15 +279,15 @@ class ChatRoom:
             return self._command(conn, text)
         return self._say(conn, text)
 
-    def error(self, conn: ConnId, message: str) -> list[Delivery]:
+    def error(self, conn: ConnId, message: str) -> list[Output]:
         """An ``error:`` line for ``conn`` alone (also used by the framing for over-long lines)."""
         self._emit("error", conn=conn, nick=self._nicks.get(conn), error=message)
         return [Delivery(conn, error_line(message))]
 
-    def _say(self, conn: ConnId, text: str) -> list[Delivery]:
+    def _say(self, conn: ConnId, text: str) -> list[Output]:
         return [*self.announce(conn), *self._to_others(conn, _line(f"<{self._nicks[conn]}> {text}"))]
 
-    def _command(self, conn: ConnId, text: str) -> list[Delivery]:
+    def _command(self, conn: ConnId, text: str) -> list[Output]:
         name, _, rest = text.partition(" ")
         rest = rest.strip()
         match name.lower():
@@ -277,7 +304,7 @@ class ChatRoom:
             case _:
                 return self.error(conn, f"unknown command {name} (commands: {COMMANDS})")
 
-    def _rename(self, conn: ConnId, nick: str) -> list[Delivery]:
+    def _rename(self, conn: ConnId, nick: str) -> list[Output]:
         if not nick:
             return self.error(conn, "usage: /nick NAME")
         if not valid_nick(nick):
@@ -294,11 +321,11 @@ class ChatRoom:
             return [mine, *self.announce(conn)]
         return [mine, *self._to_others(conn, _line(f"* {old} is now {nick}"))]
 
-    def _who(self, conn: ConnId) -> list[Delivery]:
+    def _who(self, conn: ConnId) -> list[Output]:
         nicks = self.nicks()
         return [Delivery(conn, _line(f"* here ({len(nicks)}): {', '.join(nicks)}"))]
 
-    def _private(self, conn: ConnId, rest: str) -> list[Delivery]:
+    def _private(self, conn: ConnId, rest: str) -> list[Output]:
         target, _, words = rest.partition(" ")
         words = words.strip()
         if not target or not words:
@@ -313,7 +340,7 @@ class ChatRoom:
             Delivery(conn, _line(f"-> *{receiver}* {words}")),
         ]
 
-    def _quit(self, conn: ConnId) -> list[Delivery]:
+    def _quit(self, conn: ConnId) -> list[Output]:
         bye = Delivery(conn, _line(f"* bye, {self._nicks[conn]}"), close=True)
         return [bye, *self.leave(conn, "quit")]
 
@@ -330,7 +357,7 @@ class ChatRoom:
         self._nicks[conn] = nick
         self._by_key[nick.casefold()] = conn
 
-    def _remove(self, conn: ConnId, what: str, *, event: str, reason: str) -> list[Delivery]:
+    def _remove(self, conn: ConnId, what: str, *, event: str, reason: str) -> list[Output]:
         nick = self._nicks.pop(conn, None)
         if nick is None:
             return []
@@ -341,8 +368,11 @@ class ChatRoom:
         self._announced.discard(conn)
         return self._presence(conn, f"* {nick} {what}", joined=False)
 
-    def _to_others(self, conn: ConnId, data: bytes) -> list[Delivery]:
-        return [Delivery(other, data) for other in self._nicks if other != conn]
+    def _to_others(self, conn: ConnId, data: bytes) -> list[Output]:
+        others = [*self._nicks]
+        if conn in self._nicks:
+            others.remove(conn)
+        return [Broadcast(tuple(others), data)] if others else []
 
     def _emit(self, event: str, **fields: object) -> None:
         if self._on_event is not None:
@@ -366,7 +396,7 @@ class ChatConnection:
         self.backlog = False
         self.finished = False
 
-    def start(self) -> list[Delivery]:
+    def start(self) -> list[Output]:
         """Join the room."""
         return self.room.join(self.conn)
 
@@ -379,9 +409,9 @@ class ChatConnection:
         self._lines.feed(data)
         self.backlog = True
 
-    def deliveries(self, *, max_lines: int | None = None) -> list[Delivery]:
+    def deliveries(self, *, max_lines: int | None = None) -> list[Output]:
         """Handle up to ``max_lines`` buffered lines (all when ``None``), then EOF if it came."""
-        out: list[Delivery] = []
+        out: list[Output] = []
         handled = 0
         while self._present():
             if max_lines is not None and handled >= max_lines:
@@ -408,7 +438,7 @@ class ChatConnection:
             self.finished = True
         return not self.finished
 
-    def receive_data(self, data: bytes) -> list[Delivery]:
+    def receive_data(self, data: bytes) -> list[Output]:
         """``feed`` then ``deliveries`` for every line: the simple, unbudgeted way."""
         self.feed(data)
         return self.deliveries()

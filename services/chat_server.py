@@ -12,7 +12,7 @@ import socket
 import threading
 
 from common.eventlog import READY, EventLog
-from protocols.chat import ChatConnection, ChatRoom, Delivery, full_message
+from protocols.chat import Broadcast, ChatConnection, ChatRoom, Delivery, Output, full_message
 from protocols.framing import DEFAULT_MAX_LINE
 from services.admission import (
     DEFAULT_GRACE,
@@ -84,7 +84,7 @@ class ChatServer:
         self._seated: dict[Clock, Member] = {}  # the members admission counts, by their clock
         self._members: dict[int, Member] = {}  # every open connection, members and the turned-away
         self._next_conn = 0
-        self._outbox: list[Delivery] = []
+        self._outbox: list[Output] = []
         self._delivering = False
         self._dirty: list[Member] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -256,7 +256,7 @@ class ChatServer:
         self.log.limited("evict", peer=member.peer, idle=f"{victim.idle(now):.1f}", by=by)
         victim.evicted = True
         # Not in the room (it has just left, or its greeting is still to come): told and closed all the same.
-        alone = [Delivery(member.conn, EVICTED_MESSAGE, close=True)]
+        alone: list[Output] = [Delivery(member.conn, EVICTED_MESSAGE, close=True)]
         self.deliver(self.room.dismiss(member.conn, EVICTED_MESSAGE, "server full") or alone)
 
     def _unseat(self, member: Member) -> None:
@@ -282,7 +282,7 @@ class ChatServer:
 
     # -- output ---------------------------------------------------------------
 
-    def deliver(self, deliveries: list[Delivery]) -> None:
+    def deliver(self, deliveries: list[Output]) -> None:
         """Queue each delivery on its connection; drops it causes are delivered in turn, not recursively."""
         self._outbox.extend(deliveries)
         if self._delivering:
@@ -291,12 +291,22 @@ class ChatServer:
         try:
             while self._outbox:
                 batch, self._outbox = self._outbox, []
-                for delivery in batch:
-                    member = self._members.get(delivery.conn)
+                for output in batch:
+                    if isinstance(output, Broadcast):
+                        self._enqueue_all(output.conns, output.data)
+                        continue
+                    member = self._members.get(output.conn)
                     if member is not None:
-                        self._enqueue(member, delivery.data, close=delivery.close)
+                        self._enqueue(member, output.data, close=output.close)
         finally:
             self._delivering = False
+
+    def _enqueue_all(self, conns: tuple[int, ...], data: bytes) -> None:
+        members = self._members
+        for conn in conns:
+            member = members.get(conn)
+            if member is not None:
+                self._enqueue(member, data, close=False)
 
     def _enqueue(self, member: Member, data: bytes, *, close: bool) -> None:
         transport = member.transport

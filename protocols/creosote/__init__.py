@@ -59,8 +59,12 @@ from protocols.creosote.reassembly import (
 )
 from protocols.creosote.records import (
     Record,
+    RecordValues,
     iso_utc,
+    json_line,
     make_record,
+    plain_json,
+    record_values,
 )
 from protocols.creosote.syslog import (
     FACILITY_USER,
@@ -113,6 +117,7 @@ __all__ = [
     "Reassembler",
     "ReassemblyEvent",
     "Record",
+    "RecordValues",
     "StructuredData",
     "SyslogFields",
     "SyslogFormat",
@@ -123,10 +128,13 @@ __all__ = [
     "frame_message",
     "is_ping",
     "iso_utc",
+    "json_line",
     "make_message_record",
     "make_record",
     "parse_pong",
     "parse_syslog",
+    "plain_json",
     "pong",
+    "record_values",
     "split_hops",
 ]

@@ -17,9 +17,12 @@ from protocols.creosote import (
     Message,
     Reassembler,
     Record,
+    RecordValues,
     decode_chunk,
+    json_line,
     make_message_record,
-    make_record,
+    plain_json,
+    record_values,
     split_hops,
 )
 from protocols.errors import RemoteProtocolError
@@ -59,13 +62,14 @@ class Bucket:
             datagram = replace(datagram, data=data, size=datagram.size - (len(datagram.data) - len(data)))
         chunk = decode_chunk(datagram.data)
         if chunk is None:
-            self._emit(make_record(datagram.data, datagram.source, datagram.received, size=datagram.size), datagram)
+            values = record_values(datagram.data, datagram.source, datagram.received, size=datagram.size)
+            self._emit(values, datagram, plain=plain_json(datagram.data))
             return
         if datagram.size > len(datagram.data):
             raise RemoteProtocolError("chunk cut short by the receive buffer (raise --max-datagram)")
         for event in self._reassembler.feed(chunk, datagram.source, datagram.now):
             if isinstance(event, Message):
-                self._emit(make_message_record(event, datagram.received), datagram)
+                self._emit(make_message_record(event, datagram.received).values(), datagram)
             else:
                 self._log_incomplete(event, datagram.now)
 
@@ -96,15 +100,20 @@ class Bucket:
         if self._writer:
             self._writer.close()
 
-    def _emit(self, record: Record, datagram: Datagram) -> None:
+    def _emit(self, values: RecordValues, datagram: Datagram, *, plain: bool = False) -> None:
+        """Count a record, queue its JSON line, and its stdout line if the budget lets it.
+
+        The ``Record`` itself is built only for a stdout line: with a file, at most
+        ``RECORD_LINES_PER_SECOND`` a second need one (``record_values``).
+        """
         self.count += 1
         if self._writer:
-            self._writer.add(record.to_json(), datagram.now)
+            self._writer.add(json_line(values, plain=plain), datagram.now)
             self._roll_record_lines(datagram.now)
             if not self._record_lines.allow("record", datagram.now):
                 return
         # Record lines reach stdout in batches, on the JSON Lines file's schedule (see EventLog.defer).
-        self._log.defer("record", **summary(record))
+        self._log.defer("record", **summary(Record(*values)))
         if self._stdout_first is None:
             self._stdout_first = datagram.now
         self._stdout_last = datagram.now

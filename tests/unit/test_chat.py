@@ -6,22 +6,33 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.chat import PRESENCE_BURST, ChatConnection, ChatRoom, Delivery, clean_text, full_message, valid_nick
+from protocols.chat import (
+    PRESENCE_BURST,
+    Broadcast,
+    ChatConnection,
+    ChatRoom,
+    Delivery,
+    Output,
+    clean_text,
+    each_delivery,
+    full_message,
+    valid_nick,
+)
 from protocols.errors import LocalProtocolError
 
 
-def lines_for(deliveries: list[Delivery], conn: int) -> list[str]:
+def lines_for(deliveries: list[Output], conn: int) -> list[str]:
     """Every line ``conn`` receives, decoded, in order."""
-    data = b"".join(d.data for d in deliveries if d.conn == conn)
+    data = b"".join(d.data for d in each_delivery(deliveries) if d.conn == conn)
     assert data == b"" or data.endswith(b"\n")
     return data.decode().splitlines()
 
 
-def say(room: ChatRoom, conn: int, text: str | bytes) -> list[Delivery]:
+def say(room: ChatRoom, conn: int, text: str | bytes) -> list[Output]:
     return room.receive_line(conn, text.encode() if isinstance(text, str) else text)
 
 
-def present(room: ChatRoom, conn: int) -> list[Delivery]:
+def present(room: ChatRoom, conn: int) -> list[Output]:
     """Join ``conn`` and announce it, as a member who has been here a while; a fresh presence window after."""
     out = [*room.join(conn), *room.announce(conn)]
     room.tick()
@@ -121,7 +132,7 @@ def test_dismiss_tells_its_member_why_then_closes_and_tells_the_room(room: ChatR
 
 
 def test_shutdown_tells_and_closes_everyone(room: ChatRoom) -> None:
-    out = room.shutdown()
+    out = each_delivery(room.shutdown())
     assert sorted(d.conn for d in out) == [1, 2, 3]
     assert all(d.close and d.data == b"* server shutting down\n" for d in out)
     assert len(room) == 0
@@ -185,7 +196,7 @@ def test_nick_renames_and_tells_everyone(room: ChatRoom) -> None:
     ["a b", "x" * 33, "al!ce", "\u00e5sa", "bob.smith", "caf\u0435"],  # last one: Cyrillic e
 )
 def test_invalid_nicks_are_refused(room: ChatRoom, nick: str) -> None:
-    out = say(room, 1, f"/nick {nick}")
+    out = each_delivery(say(room, 1, f"/nick {nick}"))
     assert len(out) == 1
     assert out[0].conn == 1
     assert out[0].data.startswith(b"error: invalid nick ")
@@ -297,7 +308,7 @@ def test_an_over_long_line_costs_its_sender_one_error_line() -> None:
 def test_an_over_long_line_in_pieces_is_one_error() -> None:
     room = ChatRoom()
     alice, _bob = joined(room, 1), joined(room, 2)
-    out: list[Delivery] = []
+    out: list[Output] = []
     for _ in range(5):
         out += alice.receive_data(b"y" * 2000)
     out += alice.receive_data(b"\nafter\n")
@@ -351,7 +362,7 @@ def test_any_line_gets_well_formed_deliveries(line: bytes) -> None:
     room = ChatRoom()
     for conn in (1, 2):
         room.join(conn)
-    for delivery in room.receive_line(1, line):
+    for delivery in each_delivery(room.receive_line(1, line)):
         assert delivery.data.endswith(b"\n")
         assert delivery.data.count(b"\n") == 1  # one line per delivery: nobody can inject a second
         assert delivery.conn in (1, 2)
@@ -364,7 +375,7 @@ def test_any_byte_stream_never_breaks_the_room(chunks: list[bytes], eof: bool) -
     alice = joined(room, 1, max_line=64)
     bob = joined(room, 2, max_line=64)
     for chunk in [*chunks, *([b""] if eof else [])]:
-        for delivery in alice.receive_data(chunk):
+        for delivery in each_delivery(alice.receive_data(chunk)):
             assert delivery.data.endswith(b"\n") or (delivery.data == b"" and delivery.close)
     assert (2 in room) and not bob.finished  # whatever alice sent, bob is still there
     assert lines_for(room.receive_line(2, b"still here"), 1) in ([], ["<guest2> still here"])
@@ -375,7 +386,7 @@ def test_any_byte_stream_never_breaks_the_room(chunks: list[bytes], eof: bool) -
 
 def test_a_connection_that_never_speaks_is_never_announced(room: ChatRoom) -> None:
     greeted = room.join(9)  # a health check's bare connect
-    assert [d.conn for d in greeted] == [9]
+    assert [d.conn for d in each_delivery(greeted)] == [9]
     assert room.leave(9, "disconnected") == []
     assert room.join(10) and say(room, 10, "/who") and say(room, 10, "/help")
     assert room.leave(10, "quit") == []  # looking around is not showing yourself
@@ -404,7 +415,7 @@ def test_a_private_message_announces_its_sender(room: ChatRoom) -> None:
 
 
 def test_churn_is_told_in_a_few_lines_then_counted(room: ChatRoom) -> None:
-    out: list[Delivery] = []
+    out: list[Output] = []
     for conn in range(100, 200):  # 100 arrive, speak once, and leave within one window
         room.join(conn)
         out += say(room, conn, "hi") + room.leave(conn, "disconnected")
@@ -425,7 +436,7 @@ def test_churn_is_told_in_a_few_lines_then_counted(room: ChatRoom) -> None:
 
 def test_a_member_reads_at_most_burst_plus_one_presence_lines_a_window(room: ChatRoom) -> None:
     for window in range(5):
-        out: list[Delivery] = []
+        out: list[Output] = []
         for conn in range(1000 * (window + 1), 1000 * (window + 1) + 50):
             out += room.join(conn) + room.announce(conn) + room.drop(conn, "too slow")
         out += room.tick()
@@ -456,3 +467,22 @@ def test_bidi_overrides_and_separators_do_not_reach_the_others(room: ChatRoom) -
     assert lines_for(out, 2) == ["<guest1> see evil <guest2> i agree"]
     out = say(room, 1, "/msg guest2 \u2067hidden\u2069")
     assert lines_for(out, 2) == ["*guest1* hidden"]
+
+
+def test_a_delivery_cannot_be_changed_once_made() -> None:
+    delivery = Delivery(3, b"hi\n")
+    assert (delivery.conn, delivery.data, delivery.close) == (3, b"hi\n", False)
+    with pytest.raises(AttributeError):
+        delivery.close = True  # type: ignore[misc]
+
+
+def test_what_a_member_says_is_one_broadcast_to_everyone_else(room: ChatRoom) -> None:
+    out = say(room, 2, "hello")
+    assert out == [Broadcast((1, 3), b"<guest2> hello\n")]
+    assert each_delivery(out) == [Delivery(1, b"<guest2> hello\n"), Delivery(3, b"<guest2> hello\n")]
+
+
+def test_alone_in_the_room_a_line_goes_nowhere() -> None:
+    room = ChatRoom()
+    present(room, 1)
+    assert say(room, 1, "anyone?") == []
