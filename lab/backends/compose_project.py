@@ -57,7 +57,7 @@ class ComposeProject(Backend):
         helpers = [compose.routes_service(n) for n in members if not n.is_router and topology.routes(n)]
         names = [m.name for m in members] if helpers else []
         count = f"{len(members)} container" + ("" if len(members) == 1 else "s")
-        say(f"starting {count} and waiting for their health checks (up to {WAIT_TIMEOUT} s)")
+        say(f"starting {count}, waiting until each serves: a ready line or a health check (up to {WAIT_TIMEOUT} s)")
         build = ["--build"] if any(m.program and m.program.build for m in members) else []  # a changed Dockerfile
         start = ["up", "-d", *build, "--remove-orphans", *names]
         hint = partial(_logs_hint, topology.project)
