@@ -89,7 +89,7 @@ def _swarm(parser: argparse.ArgumentParser, *, offset: bool = False) -> None:
 
 def _verbs(sub: Any) -> None:
     """The command line, one verb at a time."""
-    p = sub.add_parser("up", help="validate, render and start a lab; wait until every node is healthy")
+    p = sub.add_parser("up", help="validate, render and start a lab; wait until every node serves")
     _topology(p)
     p.add_argument("--profile", action="append", default=[], help="also start the nodes of this profile (repeatable)")
     _swarm(p, offset=True)

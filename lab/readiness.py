@@ -1,4 +1,4 @@
-"""Waiting until a lab's containers are healthy, woken by the engine's own events.
+"""Waiting until a lab's containers serve: healthy, or said ready in their log, woken by the engine's own events.
 
 ``docker compose up --wait`` looks at every container on a 500 ms ticker and only
 after the first tick, so it always costs at least half a second more than ``up -d``,
