@@ -170,9 +170,9 @@ def _host_service(topology: model.Topology, node: model.Node) -> dict[str, Any]:
     check = healthcheck(spec)
     if check is not None:
         service["healthcheck"] = check
-        service["labels"] = lab_labels(topology, **{model.READY_LINE_LABEL: spec.name})
-    else:
-        service["labels"] = lab_labels(topology)
+    # A server (it has a check) logs a ready line under its own name: lab up takes it (lab.readiness).
+    ready_line = {model.READY_LINE_LABEL: spec.name} if check is not None else {}
+    service["labels"] = lab_labels(topology, **ready_line)
     return service
 
 

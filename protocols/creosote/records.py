@@ -55,8 +55,7 @@ class Record:
     def __post_init__(self) -> None:
         if (self.text is None) == (self.base64 is None):
             raise LocalProtocolError("a record holds exactly one of text and base64")
-        if self.size < 0 or not 0 <= self.source_port <= 65535:
-            raise LocalProtocolError(f"bad size {self.size} or port {self.source_port}")
+        _check_size_and_port(self.size, self.source_port)
 
     def to_json(self) -> str:
         """One JSON line (no newline), fields in declaration order, empty ones left out (``json_line``)."""
@@ -128,12 +127,17 @@ def record_values(payload: bytes, source: Address, received: float, *, size: int
     except UnicodeDecodeError:
         text, encoded = None, b64encode(payload).decode("ascii")
     real_size = len(payload) if size is None else size
-    if real_size < 0 or not 0 <= source[1] <= 65535:
-        raise LocalProtocolError(f"bad size {real_size} or port {source[1]}")
+    _check_size_and_port(real_size, source[1])
     truncated = real_size > len(payload)
     head = (iso_utc(received), source[0], source[1], real_size, text, encoded, truncated, None, None, None)
     syslog = parse_syslog(text if text is not None else payload.decode("utf-8", "replace"))
     return head + (_NO_SYSLOG if syslog is None else _SYSLOG_VALUES(syslog))
+
+
+def _check_size_and_port(size: int, port: int) -> None:
+    """What a record's size and source port must be, for a ``Record`` and for ``record_values`` alike."""
+    if size < 0 or not 0 <= port <= 65535:
+        raise LocalProtocolError(f"bad size {size} or port {port}")
 
 
 def plain_json(payload: bytes) -> bool:
