@@ -6,10 +6,11 @@ The container fixtures come from the ``lab.testing`` plugin.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from lab.testing import in_ci
 
 INTEGRATION = Path(__file__).parent / "integration"
 
@@ -30,6 +31,6 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under CI a skipped test is a failure: the suite must never pass by skipping."""
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"} and _skipped and exitstatus == 0:
+    if in_ci() and _skipped and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         print(f"\nCI=true: {len(_skipped)} test(s) skipped, which fails the run: {', '.join(_skipped[:5])}")

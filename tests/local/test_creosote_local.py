@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import logging
 import logging.handlers
-import os
 import random
 import shutil
 import signal
@@ -31,6 +30,7 @@ import pytest
 from clients.common import ClientError
 from clients.spew import Spewer, SpewHandler, ping, spew
 from common.eventlog import EVENT_LINES_PER_SECOND, EventLog
+from lab.testing import in_ci
 from protocols.creosote import (
     CHUNK_MAGIC,
     MAX_HOPS,
@@ -161,7 +161,7 @@ def client() -> Iterator[socket.socket]:
 def require_logger() -> str:
     found = shutil.which("logger")
     if found is None:
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail("util-linux logger is required in CI")
         pytest.skip("util-linux logger is not installed")
     return found

@@ -9,7 +9,6 @@ Each run is a few tenths of a second of load on loopback.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from bench import generators
 from clients.common import ClientError
 from clients.spew import ping
 from common.waiting import wait_until
+from lab.testing import in_ci
 from tests.local.conftest import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +92,7 @@ def records(port: int) -> int | None:
 def native(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """bench/native built with this host's compiler, as the bench image's build stage builds it."""
     if not (shutil.which("make") and shutil.which("cc")):
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail("make and cc are required in CI (scripts/setup installs them on Debian)")
         pytest.skip("no make and cc on this host (the bench image builds bench/native with Debian's gcc)")
     out = tmp_path_factory.mktemp("native")
