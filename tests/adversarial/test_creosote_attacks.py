@@ -77,7 +77,7 @@ for shape in itertools.cycle(shapes):
     sock.send(shape)
     sent += 1
     if sent % 100 == 0:
-        time.sleep(max(0.0, began + sent / rate - time.monotonic()))
+        time.sleep(max(0.0, began + sent / rate - time.monotonic()))  # pacing: the attack's rate
 print(f"sent={sent} seconds={time.monotonic() - began:.1f}")
 """
 MALFORMED_RATE, MALFORMED_SECONDS = 5000, 8
@@ -166,7 +166,7 @@ while time.monotonic() - began < seconds:
     sock.send(b"\x00creosote1 %x 0/65535\nab" % (sent + 1))
     sent += 1
     if sent % 50 == 0:
-        time.sleep(max(0.0, began + sent / rate - time.monotonic()))
+        time.sleep(max(0.0, began + sent / rate - time.monotonic()))  # pacing: the attack's rate
 print(f"sent={sent} seconds={time.monotonic() - began:.1f}")
 """
 MANY_IDS_RATE, MANY_IDS_SECONDS = 4_000, 8
@@ -276,7 +276,7 @@ for n in range(count):
     line = b"<14>Dec  1 10:00:00 attacker flood: %06d " % n
     sock.send(line + b"x" * (60_000 - len(line)))
     if n % 20 == 19:
-        time.sleep(max(0.0, began + n / rate - time.monotonic()))
+        time.sleep(max(0.0, began + n / rate - time.monotonic()))  # pacing: the flood's rate
 print(f"sent={count} seconds={time.monotonic() - began:.1f}")
 """
 # 1,000 of them at 200 a second: 120 MB of records in 5 s, for a quota of 64 MiB. (At 400 a second, 48 MB of
