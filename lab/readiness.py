@@ -44,6 +44,7 @@ RECHECK_S = 5.0  # look again at what is not ready, in case an event never came 
 RECHECK_WITHOUT_EVENTS_S = 0.5  # once the stream has ended: Compose's own pace
 STOPPED = ("exited", "dead", "removing", "restarting")  # "restarting": it died and the engine starts it again
 SAID_READY = "said ready"  # the action of the event made up when a server's ready line is found in its log
+UNPROBED_SINCE_PAUSED = "unhealthy: paused, not probed since"  # how lab ps shows unprobed_since_paused
 LOG_PACE_S = 0.05  # how often the logs of servers not yet ready are read (a server listens 0.1-0.2 s after start)
 
 
@@ -265,6 +266,36 @@ class Watch:
             return replace(seen, said=said[0].strip() if said else "")
         except docker.errors.NotFound:
             return replace(before, status="removing", said="its container was removed")
+
+
+def unprobed_since_paused(state: Mapping[str, Any]) -> bool:
+    """Unhealthy only because the container was paused: no probe has failed since it last passed.
+
+    Pausing a container stops its health monitor, and the engine then marks it unhealthy "for
+    compatibility" without running a probe (moby ``container/health.go``, ``CloseMonitorChannel``;
+    moby/moby#46203). After the unpause the next probe comes one whole interval later (30 s on an
+    engine with start intervals), so the mark outlives the pause. A real failure shows in the
+    failing streak or in the last probe's exit code.
+    """
+    health = state.get("Health") or {}
+    log = health.get("Log") or []
+    return (
+        state.get("Status") == "running"
+        and health.get("Status") == "unhealthy"
+        and int(health.get("FailingStreak") or 0) == 0
+        and bool(log)
+        and log[-1].get("ExitCode") == 0
+    )
+
+
+def probe_argv(config: Mapping[str, Any]) -> list[str] | None:
+    """The argv of a container's own health check, from ``Config.Healthcheck.Test``; None when it has none."""
+    test = list((config.get("Healthcheck") or {}).get("Test") or [])
+    if len(test) >= 2 and test[0] == "CMD":
+        return [str(word) for word in test[1:]]
+    if len(test) == 2 and test[0] == "CMD-SHELL":
+        return ["/bin/sh", "-c", str(test[1])]  # the image's or the topology's own command, as the engine runs it
+    return None
 
 
 def epoch_seconds(stamp: str) -> float:

@@ -154,6 +154,8 @@ def _state(container: Container) -> str:
     health = (state.get("Health") or {}).get("Status")
     if state.get("Status") == "exited":
         return f"exited ({state.get('ExitCode')})"
+    if readiness.unprobed_since_paused(state):
+        return f"running ({readiness.UNPROBED_SINCE_PAUSED})"
     return f"{state.get('Status')}" + (f" ({health})" if health else "")
 
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from docker.models.containers import Container
 
 from common.waiting import wait_until
-from lab import engine, impair, model
+from lab import engine, impair, model, readiness
 from lab.backends.base import Say, node_name, quiet
 from lab.chaos import plan, workloads
 from lab.chaos.history import History
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 SETTLE = 5.0  # seconds the workloads go on after the last undo: TCP's retransmissions after a partition land
 READY_TIMEOUT = 60.0  # seconds for every workload to say ready
 DRAIN_TIMEOUT = 40.0  # seconds a workload may take to drain and exit after SIGTERM (chat drains up to 10)
-HEALTHY_TIMEOUT = 120.0  # a health check that failed while its node was paused recovers within one 30 s interval
+HEALTHY_TIMEOUT = 120.0  # seconds for every node to be healthy again (a start period, and a failing check's retries)
 
 
 class ChaosError(LabError):
@@ -81,6 +81,7 @@ class Runner:
         self.threads: list[threading.Thread] = []
         self.problems: list[str] = []
         self.running: list[str] = []  # the nodes that ran when it started: each must be healthy at the end
+        self.probed: set[str] = set()  # nodes healthy by their own check run at the end (the engine's mark was stale)
         self.before: set[str] = set()  # sidecars there before the run (the topology's own impairments)
         self.t0 = 0.0
 
@@ -300,11 +301,13 @@ class Runner:
             if left:
                 self.problems.append(f"left behind: {', '.join(left)}")
             self.history.add("end", mono=time.monotonic(), wall=time.time(), aborted=aborted, removed=gone,
-                             healthy=healthy, nodes=self.running, sidecars_left=left,
+                             healthy=healthy, probed=sorted(self.probed), nodes=self.running, sidecars_left=left,
                              problems=self.problems)  # fmt: skip
             self.history.close()
+            probed = f" ({', '.join(sorted(self.probed))} by its own check run now: paused, the engine probes again " \
+                "only after an interval)" if self.probed else ""  # fmt: skip
             self.say(f"healed: {sum(s.undone for s in self.steps)} steps undone; {len(healthy)} of "
-                     f"{len(self.running)} nodes healthy; {len(left)} sidecars left")  # fmt: skip
+                     f"{len(self.running)} nodes healthy{probed}; {len(left)} sidecars left")  # fmt: skip
         if self.problems:
             raise ChaosError("; ".join(self.problems), "see the history and lab ps; lab heal and lab impair --clear "
                              "undo by hand what is left")  # fmt: skip
@@ -343,7 +346,7 @@ class Runner:
                     container.start()
 
         def healthy() -> list[str]:
-            return [name for name in self.running if _healthy(self.lab, name)]
+            return [name for name in self.running if self._serves(name)]
 
         try:
             wait_until(lambda: len(healthy()) == len(self.running), timeout=HEALTHY_TIMEOUT, interval=0.5,
@@ -353,14 +356,27 @@ class Runner:
             self.problems.append(f"not healthy {HEALTHY_TIMEOUT:g} s after the run: {', '.join(sick)}")
         return healthy()
 
+    def _serves(self, name: str) -> bool:
+        """Running and healthy; or marked unhealthy only by a pause, and its own health check passes, run now.
 
-def _healthy(lab: RunningLab, name: str) -> bool:
-    try:
-        state = lab.node(name).container.attrs.get("State", {})
-    except LabError:
-        return False
-    health = (state.get("Health") or {}).get("Status")
-    return bool(state.get("Status") == "running" and health in (None, "healthy"))
+        After a pause the engine runs the next probe a whole interval later (30 s with start
+        intervals) and says unhealthy until then (``readiness.unprobed_since_paused``): the run
+        does not wait for it, it runs the same check itself.
+        """
+        if name in self.probed:
+            return True
+        try:
+            container = self.lab.node(name).container
+            state = container.attrs.get("State", {})
+            if state.get("Status") == "running" and (state.get("Health") or {}).get("Status") in (None, "healthy"):
+                return True
+            argv = readiness.probe_argv(container.attrs.get("Config") or {})
+            if argv is None or not readiness.unprobed_since_paused(state) or self.lab.exec(name, *argv).code != 0:
+                return False
+        except LabError:
+            return False
+        self.probed.add(name)
+        return True
 
 
 def _networks_of(container: Container, project: str) -> list[str]:

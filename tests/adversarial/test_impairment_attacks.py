@@ -23,6 +23,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -158,41 +159,39 @@ def test_a_udp_flood_into_a_long_delay_fills_the_budget_not_the_sidecars_memory(
     # pinging echo twice a second, as a well-behaved one would.
     flooding = threading.Event()
     samples: list[int] = []
-    seen: dict[str, Any] = {}
 
     def sample() -> None:
         while not flooding.is_set():
             usage, peak = memory_now(sidecar)
             samples.append(max(usage, peak))
 
-    def ping() -> None:
-        seen.update(run_json(flood_lab, "client", PINGS, "echo", FLOOD_SECONDS, 0.5, DELAY_S + 3))
-
-    sampler, pinger = threading.Thread(target=sample), threading.Thread(target=ping)
-    sampler.start()
-    pinger.start()
-    try:
-        flood = run_json(flood_lab, "flooder", FLOOD, "echo", FLOOD_SECONDS, DATAGRAM)
-    finally:
-        flooding.set()
-        sampler.join()
-        pinger.join()
-
-    # The sidecar survived: the same container, running, never restarted nor OOM-killed.
-    after = the_sidecar(flood_lab)
-    state = after.attrs["State"]
-    survived = (after.id, state["Status"], state["OOMKilled"], after.attrs["RestartCount"], state["StartedAt"])
-    assert survived == (sidecar.id, "running", False, 0, started_at), f"{survived}: {engine.logs(after)[-2000:]}"
-    peak = max([*samples, *memory_now(after)])
-    assert peak < limit, f"memory peaked at {peak / 2**20:.1f} MiB of {limit / 2**20:.0f} MiB"
-
-    # The delay still applies to the well-behaved client, once what the flood left has gone out.
     def answered() -> dict[str, Any] | None:
         got: dict[str, Any] = run_json(flood_lab, "client", PINGS, "echo", 1.0, 0.2, DELAY_S + 2)
         return got if got["received"] == got["sent"] else None
 
-    pings = wait_until(answered, timeout=60, interval=0, what="echo's answers to come back after the flood")
-    tcp = run_json(flood_lab, "client", TCP_EXCHANGE, "echo", DELAY_S * 4)
+    with ThreadPoolExecutor(max_workers=3) as pool:  # leaving it waits for every thread, a failure's too
+        sampling = pool.submit(sample)
+        pinging = pool.submit(run_json, flood_lab, "client", PINGS, "echo", FLOOD_SECONDS, 0.5, DELAY_S + 3)
+        try:
+            flood = run_json(flood_lab, "flooder", FLOOD, "echo", FLOOD_SECONDS, DATAGRAM)
+        finally:
+            flooding.set()
+        sampling.result()
+        # Once the flood is over, a TCP connection and an exchange, each through the delay: beside the
+        # pings below, as each of them waits out the delay too.
+        exchanging = pool.submit(run_json, flood_lab, "client", TCP_EXCHANGE, "echo", DELAY_S * 4)
+
+        # The sidecar survived: the same container, running, never restarted nor OOM-killed.
+        after = the_sidecar(flood_lab)
+        state = after.attrs["State"]
+        survived = (after.id, state["Status"], state["OOMKilled"], after.attrs["RestartCount"], state["StartedAt"])
+        assert survived == (sidecar.id, "running", False, 0, started_at), f"{survived}: {engine.logs(after)[-2000:]}"
+        peak = max([*samples, *memory_now(after)])
+        assert peak < limit, f"memory peaked at {peak / 2**20:.1f} MiB of {limit / 2**20:.0f} MiB"
+
+        # The delay still applies to the well-behaved client, once what the flood left has gone out.
+        pings = wait_until(answered, timeout=60, interval=0, what="echo's answers to come back after the flood")
+        tcp, seen = exchanging.result(), pinging.result()
     assert min(pings["rtts"]) >= DELAY_S, pings
     assert tcp["answer"] == "still delayed\n" and tcp["connect"] >= DELAY_S and tcp["exchange"] >= DELAY_S, tcp
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from lab.readiness import Seen, after_event, epoch_seconds, verdict
+from lab.readiness import Seen, after_event, epoch_seconds, probe_argv, unprobed_since_paused, verdict
 
 SERVICE = "com.docker.compose.service"
 
@@ -150,3 +150,42 @@ def test_a_container_without_the_label_waits_for_its_check() -> None:
 def test_the_engines_start_time_reads_to_the_microsecond() -> None:
     assert abs(epoch_seconds(STARTED) - 1796277853.037091) < 1e-6
     assert epoch_seconds("2026-12-03T06:04:13Z") == 1796277853.0
+
+
+def health_state(
+    status: str, *, streak: int = 0, last_exit: int | None = 0, running: str = "running"
+) -> dict[str, Any]:
+    """A container's ``State`` with a health log as the engine keeps it (``last_exit`` None: no probe yet)."""
+    log = [{"ExitCode": 0}] + ([{"ExitCode": last_exit}] if last_exit is not None else [])
+    return {"Status": running, "Health": {"Status": status, "FailingStreak": streak, "Log": log}}
+
+
+def test_unhealthy_with_no_failed_probe_is_the_mark_a_pause_leaves() -> None:
+    # As Docker 26 showed it after `docker pause` and `docker unpause`: unhealthy, streak 0, last probe passed.
+    assert unprobed_since_paused(health_state("unhealthy"))
+
+
+def test_a_probe_that_failed_is_not_taken_for_a_pause() -> None:
+    assert not unprobed_since_paused(health_state("unhealthy", streak=3, last_exit=1))
+    assert not unprobed_since_paused(health_state("unhealthy", last_exit=1))  # a failure whose streak restarted
+    assert not unprobed_since_paused(health_state("unhealthy", streak=1))
+    assert not unprobed_since_paused({"Status": "running", "Health": {"Status": "unhealthy", "Log": []}})
+
+
+def test_healthy_starting_stopped_and_unchecked_containers_are_not_paused_ones() -> None:
+    assert not unprobed_since_paused(health_state("healthy"))
+    assert not unprobed_since_paused(health_state("starting"))
+    assert not unprobed_since_paused(health_state("unhealthy", running="paused"))  # still paused: nothing to probe
+    assert not unprobed_since_paused({"Status": "running"})
+
+
+def test_a_health_checks_argv_comes_from_its_cmd_or_cmd_shell_form() -> None:
+    cmd = ["sh", "/opt/check.sh", "echo"]
+    assert probe_argv({"Healthcheck": {"Test": ["CMD", *cmd]}}) == cmd
+    assert probe_argv({"Healthcheck": {"Test": ["CMD-SHELL", "nc -z localhost 7"]}}) == [
+        "/bin/sh",
+        "-c",
+        "nc -z localhost 7",
+    ]
+    for none in ({"Healthcheck": {"Test": ["NONE"]}}, {"Healthcheck": None}, {}, {"Healthcheck": {"Test": ["CMD"]}}):
+        assert probe_argv(none) is None, none
