@@ -106,10 +106,13 @@ class Member:
             if time.monotonic() >= due:
                 with self.room.lock:
                     seq = self.room.last_sent[self.name] + 1
+                # Timed before it goes: a member whose join was recorded after this moment may rightly miss
+                # it (the server had it first); timed after sendall, a busy machine once made it look owed.
+                began = time.monotonic()
                 sock.sendall(f"chaos {self.args.tag} {self.name} {seq}\n".encode())
                 with self.room.lock:
                     self.room.last_sent[self.name] = seq
-                self.events.emit("send", member=self.name, seq=seq)
+                self.events.emit("send", at=began, member=self.name, seq=seq)
                 due = max(due + self.args.interval, time.monotonic())
             self._record(self._read(sock, lines, until=min(due, time.monotonic() + 0.5)))
 

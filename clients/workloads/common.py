@@ -45,8 +45,11 @@ class Events:
         self._out = out or sys.stdout
         self._lock = threading.Lock()
 
-    def emit(self, event: str, **fields: Any) -> None:
-        entry = {"event": event, **fields, "mono": round(time.monotonic(), 6), "wall": round(time.time(), 6)}
+    def emit(self, event: str, *, at: float | None = None, **fields: Any) -> None:
+        """One event line, timed now, or at ``at`` (a ``time.monotonic()`` taken before the thing happened)."""
+        now = time.monotonic()
+        wall = time.time() - (now - at if at is not None else 0.0)
+        entry = {"event": event, **fields, "mono": round(at if at is not None else now, 6), "wall": round(wall, 6)}
         line = json.dumps(entry, ensure_ascii=True) + "\n"
         with self._lock:
             self._out.write(line)

@@ -28,7 +28,7 @@ from typing import Any
 import docker
 import pytest
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]  # nested engines: the slow tier
 
 ROOT = Path(__file__).resolve().parents[2]
 TOUR = ["docker", "run", "--rm", "--network", "testbed_lab", "testbed/node:latest", "python3", "-m", "clients.tour"]

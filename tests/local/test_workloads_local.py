@@ -10,6 +10,7 @@ checker must fail.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import signal
 import socket
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from clients.workloads.common import Events
 from common.waiting import wait_until
 from lab.chaos.checkers import Verdict, check_chat, check_creosote, check_echo, check_threaded
 from lab.chaos.history import History
@@ -229,3 +231,14 @@ def test_a_stop_signal_that_lands_inside_wait_always_stops() -> None:
         pytest.fail("a workload's stop deadlocked in its own signal handler")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["stopped", "300"]
+
+
+def test_an_event_timed_before_it_happened_keeps_that_time_on_both_clocks() -> None:
+    out = io.StringIO()
+    before = time.monotonic() - 1.0
+    Events(out).emit("send", at=before, seq=1)
+    Events(out).emit("recv", seq=1)
+    sent, received = (json.loads(line) for line in out.getvalue().splitlines())
+    assert sent["mono"] == round(before, 6) and sent["seq"] == 1
+    assert received["mono"] - sent["mono"] >= 1.0
+    assert abs((received["wall"] - sent["wall"]) - (received["mono"] - sent["mono"])) < 0.05  # the same second
