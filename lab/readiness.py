@@ -73,10 +73,13 @@ class Seen:
         lines = str(log[-1].get("Output") or "").strip().splitlines()
         labels = (attrs.get("Config") or {}).get("Labels") or {}
         node = str(labels.get(node_label) or str(attrs.get("Name", "?")).lstrip("/"))
+        status_of_check = str((health or {}).get("Status") or "starting")
+        if unprobed_since_paused(state):
+            status_of_check = "starting"  # the mark a pause leaves is no verdict: a later probe, or its ready line
         return cls(
             node=node,
             status=str(state.get("Status", "")),
-            health=str((health or {}).get("Status") or "starting") if checked else None,
+            health=status_of_check if checked else None,
             exit_code=int(state.get("ExitCode") or 0),
             probe=lines[-1].strip() if lines else "",
             announces=str(labels[READY_LINE_LABEL]) if labels.get(READY_LINE_LABEL) else None,
@@ -269,21 +272,21 @@ class Watch:
 
 
 def unprobed_since_paused(state: Mapping[str, Any]) -> bool:
-    """Unhealthy only because the container was paused: no probe has failed since it last passed.
+    """Running, and unhealthy only because it was paused: no probe has failed since the last one passed.
 
     Pausing a container stops its health monitor, and the engine then marks it unhealthy "for
     compatibility" without running a probe (moby ``container/health.go``, ``CloseMonitorChannel``;
     moby/moby#46203). After the unpause the next probe comes one whole interval later (30 s on an
-    engine with start intervals), so the mark outlives the pause. A real failure shows in the
-    failing streak or in the last probe's exit code.
+    engine with start intervals), so the mark outlives the pause. Probes make a container unhealthy
+    only after ``retries`` failures in a row, so a failing streak of 0 rules them out; the last
+    probe, if any ran, passed.
     """
     health = state.get("Health") or {}
-    log = health.get("Log") or []
+    log = health.get("Log") or [{"ExitCode": 0}]  # no probe ran yet: none failed
     return (
         state.get("Status") == "running"
         and health.get("Status") == "unhealthy"
         and int(health.get("FailingStreak") or 0) == 0
-        and bool(log)
         and log[-1].get("ExitCode") == 0
     )
 

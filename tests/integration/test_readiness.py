@@ -88,6 +88,24 @@ def test_a_servers_ready_line_ends_the_wait_before_its_first_health_check(
     assert "daytime ready" in docker_client.containers.get(f"{project}-said").logs().decode()
 
 
+def test_the_unhealthy_mark_a_pause_leaves_does_not_fail_a_later_wait(
+    docker_client: docker.DockerClient, node_image: str, project: str
+) -> None:
+    # As lab up again on a lab that a chaos run paused: the engine says unhealthy, though no probe ran.
+    start(docker_client, node_image, project, "paused", check="exit 0", interval_ms=HOUR_MS, command=DAYTIME,
+          ready_line="daytime")  # fmt: skip
+    container = docker_client.containers.get(f"{project}-paused")
+    wait_until(lambda: "daytime ready" in container.logs().decode(), timeout=60, what="daytime to say ready")
+    container.pause()
+    container.unpause()
+    container.reload()
+    assert container.attrs["State"]["Health"]["Status"] == "unhealthy"  # the engine's mark, with no probe run
+    assert readiness.unprobed_since_paused(container.attrs["State"])
+    with readiness.watching([f"{PROJECT_LABEL}={project}"]) as watch:
+        took = watch.wait({"paused"}, timeout=60, hint=hint)  # its ready line of this run, not a failure
+    assert took < 30, f"{took:.1f} s"
+
+
 def test_without_the_label_or_with_another_servers_name_the_line_does_not_count(
     docker_client: docker.DockerClient, node_image: str, project: str
 ) -> None:

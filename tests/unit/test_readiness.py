@@ -163,13 +163,16 @@ def health_state(
 def test_unhealthy_with_no_failed_probe_is_the_mark_a_pause_leaves() -> None:
     # As Docker 26 showed it after `docker pause` and `docker unpause`: unhealthy, streak 0, last probe passed.
     assert unprobed_since_paused(health_state("unhealthy"))
+    # Paused before its first probe: unhealthy with an empty log (no probe ran, so none failed).
+    assert unprobed_since_paused(
+        {"Status": "running", "Health": {"Status": "unhealthy", "FailingStreak": 0, "Log": []}}
+    )
 
 
 def test_a_probe_that_failed_is_not_taken_for_a_pause() -> None:
     assert not unprobed_since_paused(health_state("unhealthy", streak=3, last_exit=1))
     assert not unprobed_since_paused(health_state("unhealthy", last_exit=1))  # a failure whose streak restarted
     assert not unprobed_since_paused(health_state("unhealthy", streak=1))
-    assert not unprobed_since_paused({"Status": "running", "Health": {"Status": "unhealthy", "Log": []}})
 
 
 def test_healthy_starting_stopped_and_unchecked_containers_are_not_paused_ones() -> None:
@@ -189,3 +192,14 @@ def test_a_health_checks_argv_comes_from_its_cmd_or_cmd_shell_form() -> None:
     ]
     for none in ({"Healthcheck": {"Test": ["NONE"]}}, {"Healthcheck": None}, {}, {"Healthcheck": {"Test": ["CMD"]}}):
         assert probe_argv(none) is None, none
+
+
+def test_the_mark_a_pause_leaves_does_not_fail_the_wait() -> None:
+    # lab up again on a lab whose node was paused and unpaused: the engine says unhealthy, but no probe failed.
+    attrs = inspected("threaded", health="healthy")
+    attrs["State"] = health_state("unhealthy")
+    seen = Seen.from_inspect(attrs)
+    assert seen.problem is None and not seen.ready and verdict({"a": seen}).waiting == ("threaded",)
+    assert replace(seen, announces="threaded", announced=True).ready  # its ready line of this run still counts
+    attrs["State"] = health_state("unhealthy", streak=3, last_exit=1)
+    assert Seen.from_inspect(attrs).problem == "threaded is unhealthy"  # a real failure still fails it
