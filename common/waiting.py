@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -24,3 +25,28 @@ def wait_until(check: Callable[[], T | None], *, timeout: float, what: str, inte
         if time.monotonic() >= deadline:
             raise TimeoutError(f"waited for {what}: not within {timeout:g} s")
         time.sleep(interval)  # between looks, not in place of one
+
+
+def within(call: Callable[[], T], *, timeout: float) -> T | None:
+    """``call()``'s result if it returns within ``timeout`` seconds, else ``None``; its exception propagates.
+
+    For a call that may hang (a command in a container), bounded as a health check's timeout
+    bounds it. A call still running at the timeout is left to end in its own daemon thread.
+    """
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # handed to the caller
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="within", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        return None
+    returned, value = outcome[0]
+    if not returned:
+        raise value
+    return cast(T, value)

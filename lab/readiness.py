@@ -45,6 +45,7 @@ RECHECK_WITHOUT_EVENTS_S = 0.5  # once the stream has ended: Compose's own pace
 STOPPED = ("exited", "dead", "removing", "restarting")  # "restarting": it died and the engine starts it again
 SAID_READY = "said ready"  # the action of the event made up when a server's ready line is found in its log
 UNPROBED_SINCE_PAUSED = "unhealthy: paused, not probed since"  # how lab ps shows unprobed_since_paused
+ENGINE_PROBE_TIMEOUT_S = 30.0  # the engine's default health-check timeout
 LOG_PACE_S = 0.05  # how often the logs of servers not yet ready are read (a server listens 0.1-0.2 s after start)
 
 
@@ -299,6 +300,12 @@ def probe_argv(config: Mapping[str, Any]) -> list[str] | None:
     if len(test) == 2 and test[0] == "CMD-SHELL":
         return ["/bin/sh", "-c", str(test[1])]  # the image's or the topology's own command, as the engine runs it
     return None
+
+
+def probe_timeout(config: Mapping[str, Any]) -> float:
+    """A health check's own timeout in seconds, from ``Config.Healthcheck.Timeout`` (nanoseconds; unset: 30 s)."""
+    nanoseconds = int((config.get("Healthcheck") or {}).get("Timeout") or 0)
+    return nanoseconds / 1e9 if nanoseconds > 0 else ENGINE_PROBE_TIMEOUT_S
 
 
 def epoch_seconds(stamp: str) -> float:

@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import docker.errors
 from docker.models.containers import Container
 
-from common.waiting import wait_until
+from common.waiting import wait_until, within
 from lab import engine, impair, model, readiness
 from lab.backends.base import Say, node_name, quiet
 from lab.chaos import plan, workloads
@@ -370,13 +371,25 @@ class Runner:
             state = container.attrs.get("State", {})
             if state.get("Status") == "running" and (state.get("Health") or {}).get("Status") in (None, "healthy"):
                 return True
-            argv = readiness.probe_argv(container.attrs.get("Config") or {})
-            if argv is None or not readiness.unprobed_since_paused(state) or self.lab.exec(name, *argv).code != 0:
+            config = container.attrs.get("Config") or {}
+            argv = readiness.probe_argv(config)
+            if argv is None or not readiness.unprobed_since_paused(state):
                 return False
         except LabError:
             return False
+        if not self._passes(name, argv, timeout=readiness.probe_timeout(config)):
+            return False
         self.probed.add(name)
         return True
+
+    def _passes(self, name: str, argv: list[str], *, timeout: float) -> bool:
+        """Whether ``argv`` exits 0 in ``name`` within ``timeout`` (the check's own): one that hangs fails, as
+        the engine's own would."""
+        try:
+            ran = within(lambda: self.lab.exec(name, *argv), timeout=timeout)
+        except (LabError, docker.errors.APIError):
+            return False
+        return ran is not None and ran.code == 0
 
 
 def _networks_of(container: Container, project: str) -> list[str]:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from lab.readiness import Seen, after_event, epoch_seconds, probe_argv, unprobed_since_paused, verdict
+from lab.readiness import (
+    Seen,
+    after_event,
+    epoch_seconds,
+    probe_argv,
+    probe_timeout,
+    unprobed_since_paused,
+    verdict,
+)
 
 SERVICE = "com.docker.compose.service"
 
@@ -203,3 +211,9 @@ def test_the_mark_a_pause_leaves_does_not_fail_the_wait() -> None:
     assert replace(seen, announces="threaded", announced=True).ready  # its ready line of this run still counts
     attrs["State"] = health_state("unhealthy", streak=3, last_exit=1)
     assert Seen.from_inspect(attrs).problem == "threaded is unhealthy"  # a real failure still fails it
+
+
+def test_a_health_checks_timeout_is_its_own_or_the_engines() -> None:
+    assert probe_timeout({"Healthcheck": {"Test": ["CMD", "true"], "Timeout": 3_000_000_000}}) == 3.0
+    assert probe_timeout({"Healthcheck": {"Test": ["CMD", "true"]}}) == 30.0
+    assert probe_timeout({}) == 30.0
