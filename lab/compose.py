@@ -170,8 +170,9 @@ def _host_service(topology: model.Topology, node: model.Node) -> dict[str, Any]:
     check = healthcheck(spec)
     if check is not None:
         service["healthcheck"] = check
-    # A server (it has a check) logs a ready line under its own name: lab up takes it (lab.readiness).
-    ready_line = {model.READY_LINE_LABEL: spec.name} if check is not None else {}
+    # A server (it has a check) logs a ready line under its module's name, services.<protocol> (the five
+    # line-server nodes all say `upper ready`): lab up takes that line (lab.readiness).
+    ready_line = {model.READY_LINE_LABEL: spec.protocol} if check is not None else {}
     service["labels"] = lab_labels(topology, **ready_line)
     return service
 

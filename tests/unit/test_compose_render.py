@@ -10,6 +10,7 @@ import yaml
 
 from lab import compose
 from lab.loader import load, load_text
+from protocols.registry import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,12 +47,13 @@ def test_default_lab_is_hardened_everywhere() -> None:
         assert "user" not in service and "cap_add" not in service, name  # the image's non-root user
         assert all(port.startswith("127.0.0.1:") for port in service.get("ports", [])), name
         assert service["labels"]["testbed.lab"] == "default", name
-        # a server with a health check names itself, so lab up can take its ready line (lab.readiness)
-        ready_line = {"testbed.ready-line": name} if "healthcheck" in service else {}
+        # a server with a health check names the server it runs, so lab up can take its ready line (lab.readiness)
+        ready_line = {"testbed.ready-line": SERVICES[name].protocol} if "healthcheck" in service else {}
         assert service["labels"] == {"testbed.lab": "default", **ready_line}, name
     assert document["networks"]["lab"]["labels"] == {"testbed.lab": "default"}
     assert document["volumes"]["creosote-log"]["labels"] == {"testbed.lab": "default"}
     assert document["services"]["iterative"]["profiles"] == ["models"]
+    assert document["services"]["threaded"]["labels"]["testbed.ready-line"] == "upper"  # it logs `upper ready`
     assert document["services"]["client"]["profiles"] == ["tools"]
 
 
