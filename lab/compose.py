@@ -172,7 +172,7 @@ def _host_service(topology: model.Topology, node: model.Node) -> dict[str, Any]:
         service["healthcheck"] = check
     # A server (it has a check) logs a ready line under its module's name, services.<protocol> (the five
     # line-server nodes all say `upper ready`): lab up takes that line (lab.readiness).
-    ready_line = {model.READY_LINE_LABEL: spec.protocol} if check is not None else {}
+    ready_line = {model.READY_LINE_LABEL: spec.protocol} if check is not None and spec.protocol else {}
     service["labels"] = lab_labels(topology, **ready_line)
     return service
 
