@@ -367,13 +367,12 @@ class Runner:
         if name in self.probed:
             return True
         try:
-            container = self.lab.node(name).container
-            state = container.attrs.get("State", {})
-            if state.get("Status") == "running" and (state.get("Health") or {}).get("Status") in (None, "healthy"):
+            attrs = self.lab.node(name).container.attrs
+            if readiness.Seen.from_inspect(attrs).ready:  # the rule lab up waits by
                 return True
-            config = container.attrs.get("Config") or {}
+            config = attrs.get("Config") or {}
             argv = readiness.probe_argv(config)
-            if argv is None or not readiness.unprobed_since_paused(state):
+            if argv is None or not readiness.unprobed_since_paused(attrs.get("State") or {}):
                 return False
         except LabError:
             return False
