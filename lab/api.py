@@ -13,14 +13,18 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from docker.models.containers import Container
 
-from lab import backends, capture, chaos, engine, impair, model, reach
+from lab import backends, engine, impair, model, reach
 from lab.backends import Backend, Say
 from lab.backends.base import quiet
 from lab.engine import LabError, Ran
 from lab.impair import Active
+
+if TYPE_CHECKING:  # imported where used: every lab command starts faster without them
+    from lab import capture, chaos
 
 
 @dataclass
@@ -227,6 +231,8 @@ class RunningLab:
     def capture(self, target: str, output: Path, *, duration: float | None = None, count: int | None = None,
                 expression: Sequence[str] = ()) -> capture.Captured:  # fmt: skip
         """Capture a node's or a whole network's packets into ``output`` (pcap): the file, its packets, a summary."""
+        from lab import capture
+
         if target in self.backend.networks(self.project):
             where = self.backend.network_ref(self.project, target)
             return capture.captured(capture.capture(where, output, duration=duration, count=count,
@@ -250,6 +256,8 @@ class RunningLab:
         ``lab.chaos.check`` and the ``check_*`` functions. ``ChaosError`` if the lab could not be
         put back as it was.
         """
+        from lab import chaos
+
         plan = schedule if isinstance(schedule, chaos.Schedule) else chaos.load(schedule)
         if workloads is None:
             chosen = chaos.workloads.defaults(self)

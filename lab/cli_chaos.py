@@ -18,6 +18,7 @@ from pathlib import Path
 from lab import backends, chaos
 from lab.chaos import timeline
 from lab.chaos.checkers import Verdict
+from lab.cli import indented, say, target
 from lab.cli_table import UsageError
 
 
@@ -36,8 +37,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from lab.cli import indented, say, target  # the verbs' shared helpers; lab.cli imports this module
-
     schedule = chaos.load(args.file)
     lab = target(args)
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from lab import backends
+from lab.cli import indented, say
 from lab.cli_table import UsageError
 from lab.exercises import checks, loader, runner
 from lab.exercises.model import Exercise
@@ -79,8 +80,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, exercise: Exercise, solution: Path | None) -> int:
-    from lab.cli import indented, say  # the verbs' shared helpers; lab.cli imports this module
-
     started = time.monotonic()
     signal.signal(signal.SIGTERM, _interrupted)
     what = f"your {solution.name}" if solution else "the reference steps"
