@@ -30,7 +30,7 @@ def running_labs() -> dict[str, str]:
     """Project (or stack) -> lab name, for every lab with a container on this engine (running or not)."""
     labs: dict[str, str] = {}
     for label in (PROJECT_LABEL, STACK_LABEL):
-        for container in engine.labelled([model.LAB_LABEL, label]):
+        for container in engine.listed_by_label([model.LAB_LABEL, label]):
             labs[container.labels[label]] = container.labels[model.LAB_LABEL]
     return labs
 

@@ -99,7 +99,7 @@ def run_docker(argv: Sequence[str], *, hint: str, echo_stderr: bool = False) -> 
 def inventory(filters: dict[str, Any], *, volumes: bool) -> list[str]:
     """What matches ``filters`` on the engine, as ``container X``, ``network Y``, ``volume Z``."""
     client = engine.client()
-    items = [f"container {c.name}" for c in client.containers.list(all=True, ignore_removed=True, filters=filters)]
+    items = [f"container {c.name}" for c in engine.listed(filters)]
     items += [f"network {n.name}" for n in client.networks.list(filters=filters)]
     items += [f"volume {v.name}" for v in client.volumes.list(filters=filters)] if volumes else []
     return items
@@ -108,13 +108,8 @@ def inventory(filters: dict[str, Any], *, volumes: bool) -> list[str]:
 def remove_labelled(filters: dict[str, Any], *, volumes: bool, networks: bool = True) -> list[str]:
     """Remove what matches ``filters``: containers first (sidecars sharing a namespace before their node)."""
     client = engine.client()
-    removed = []
-    found = client.containers.list(all=True, ignore_removed=True, filters=filters)
-    found.sort(key=lambda c: not str(c.attrs["HostConfig"].get("NetworkMode", "")).startswith("container:"))
-    for container in found:
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
-            removed.append(f"container {container.name}")
+    found = sorted(engine.listed(filters), key=lambda c: not c.network_mode.startswith("container:"))
+    removed = [f"container {container.name}" for container in found if container.remove()]
     for network in client.networks.list(filters=filters) if networks else []:
         with contextlib.suppress(docker.errors.NotFound):
             network.remove()
@@ -130,11 +125,9 @@ def remove_sidecars(project: str) -> list[str]:
     """Containers labelled with the lab (by name or project) that neither Compose nor Swarm started."""
     removed = []
     for value in sorted({model.lab_name(project), project}):
-        for container in engine.labelled({model.LAB_LABEL: value}):
-            if PROJECT_LABEL not in container.labels and STACK_LABEL not in container.labels:
-                with contextlib.suppress(docker.errors.NotFound):
-                    container.remove(force=True)
-                    removed.append(f"container {container.name}")
+        for container in engine.listed_by_label({model.LAB_LABEL: value}):
+            if PROJECT_LABEL not in container.labels and STACK_LABEL not in container.labels and container.remove():
+                removed.append(f"container {container.name}")
     return removed
 
 
