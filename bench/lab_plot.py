@@ -14,7 +14,6 @@ Like bench.plot, the ids and the date are fixed, so the same result always gives
 
 from __future__ import annotations
 
-import io
 import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,7 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench.plot import STYLE
+from bench.plot import STYLE, svg_of
 
 PANELS = ("lab-start", "lab-stop")  # each panel's SVG group id
 START = (
@@ -109,8 +108,4 @@ def figure(result: Mapping[str, Any]) -> Figure:
 
 def svg(result: Mapping[str, Any]) -> str:
     """The figure as SVG text (no date in it: the same result gives the same bytes)."""
-    fig = figure(result)
-    out = io.StringIO()
-    with matplotlib.rc_context(STYLE):
-        fig.savefig(out, format="svg", metadata={"Date": None})
-    return out.getvalue()
+    return svg_of(figure(result))

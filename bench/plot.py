@@ -180,7 +180,11 @@ def figure(result: Mapping[str, Any]) -> Figure:
 
 def svg(result: Mapping[str, Any]) -> str:
     """The figure as SVG text (no date in it: the same result gives the same bytes)."""
-    fig = figure(result)
+    return svg_of(figure(result))
+
+
+def svg_of(fig: Figure) -> str:
+    """A figure in this style as SVG text, without a date: the same figure, the same bytes."""
     out = io.StringIO()
     with matplotlib.rc_context(STYLE):
         fig.savefig(out, format="svg", metadata={"Date": None})
