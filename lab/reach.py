@@ -13,9 +13,12 @@ healthy, and what a connect from this machine sees of each:
   was accepted, on Docker 26).
 
 So a probe connects, then waits ``HANGUP_WINDOW`` for a hang-up: a connection still open then (or
-a server that spoke) is ``ok``. UDP is not probed: a datagram socket's ``connect`` sends nothing,
-and a silent server (creosote answers nothing) is no proof either way; ``lab check`` speaks a
-protocol for that. Everything here but ``probe`` and ``probe_all`` is pure.
+a server that spoke) is ``ok``. A server that speaks first (daytime, chat, doctor) ends the wait by
+itself. Where the node's own health check speaks a protocol in which the client speaks first (echo,
+upper), the probe sends that protocol's line first, so the server's reply ends it as soon. UDP is not
+probed: a datagram socket's ``connect`` sends nothing, and a silent server (creosote answers nothing)
+is no proof either way; ``lab check`` speaks a protocol for that. Everything here but ``probe`` and
+``probe_all`` is pure.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Published:
     host_port: int  # 0: none bound now
     container_port: int
     transport: str  # "tcp" or "udp"
+    protocol: str = ""  # what the node's own health check speaks there (healthcheck.sh's first argument), if known
 
     def __str__(self) -> str:
         return f"{self.host_ip}:{self.host_port}->{self.container_port}/{self.transport}"
@@ -57,10 +61,11 @@ class Published:
 
 
 def published_from_docker(bindings: dict[str, list[dict[str, str]] | None],
-                          bound: dict[str, list[dict[str, str]] | None]) -> tuple[Published, ...]:  # fmt: skip
+                          bound: dict[str, list[dict[str, str]] | None], *,
+                          protocol: str = "") -> tuple[Published, ...]:  # fmt: skip
     """A container's published ports: ``HostConfig.PortBindings`` (what was asked for, kept while the
     container is cut off its network) with the port Docker chose from ``NetworkSettings.Ports`` when
-    the binding left it to Docker (``HostPort`` empty or 0)."""
+    the binding left it to Docker (``HostPort`` empty or 0); ``protocol``, its health check's."""
     found = []
     for inside, asked in sorted(bindings.items()):
         number, _, transport = inside.partition("/")
@@ -69,8 +74,23 @@ def published_from_docker(bindings: dict[str, list[dict[str, str]] | None],
             port = int(binding.get("HostPort") or 0)
             if not port and index < len(chosen):
                 port = int(chosen[index]["HostPort"])
-            found.append(Published(binding.get("HostIp") or "0.0.0.0", port, int(number), transport or "tcp"))
+            found.append(Published(binding.get("HostIp") or "0.0.0.0", port, int(number), transport or "tcp",
+                                   protocol))  # fmt: skip
     return tuple(found)
+
+
+def checked_protocol(probe: Sequence[str] | None) -> str:
+    """The protocol a node's health check speaks (``sh .../healthcheck.sh echo 7/tcp`` gives ``echo``), or ""."""
+    words = list(probe or [])
+    for index, word in enumerate(words[:-1]):
+        if word.endswith("/healthcheck.sh"):
+            return words[index + 1]
+    return ""
+
+
+# What a probe sends first, by protocol: a server of one where the client speaks first answers it at
+# once, where the probe would otherwise wait out HANGUP_WINDOW. The line is the one healthcheck.sh sends.
+OPENINGS = {"echo": b"probe\n", "upper": b"probe\n"}
 
 
 @dataclass(frozen=True)
@@ -107,10 +127,12 @@ def probe(port: Published, *, timeout: float = CONNECT_TIMEOUT, window: float = 
     with sock:
         sock.settimeout(window)
         try:
+            if port.protocol in OPENINGS:
+                sock.sendall(OPENINGS[port.protocol])
             first = sock.recv(1)
         except TimeoutError:
-            return Reach(port, "ok")  # open and quiet: an echo server waits for its client
-        except ConnectionResetError:
+            return Reach(port, "ok")  # open and quiet: a server that waits for its client, in a protocol unknown here
+        except (ConnectionResetError, BrokenPipeError):
             return Reach(port, "closed")
         except OSError as exc:
             return Reach(port, "failed", errno.errorcode.get(exc.errno or 0, str(exc)))

@@ -167,4 +167,6 @@ def _addresses(container: Container, project: str) -> str:
 
 def _published(container: Container) -> tuple[reach.Published, ...]:
     bindings = container.attrs["HostConfig"].get("PortBindings") or {}
-    return reach.published_from_docker(bindings, container.attrs["NetworkSettings"].get("Ports") or {})
+    bound = container.attrs["NetworkSettings"].get("Ports") or {}
+    protocol = reach.checked_protocol(readiness.probe_argv(container.attrs["Config"]))
+    return reach.published_from_docker(bindings, bound, protocol=protocol)

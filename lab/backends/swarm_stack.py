@@ -17,7 +17,7 @@ from typing import Any
 import docker.errors
 from docker.models.containers import Container
 
-from lab import compose, engine, machines, model, reach, swarm
+from lab import compose, engine, machines, model, reach, readiness, swarm
 from lab.backends.base import Backend, Row, Say, inventory, probe_programs, remove_labelled, remove_sidecars, run_docker
 from lab.engine import PROJECT_LABEL, STACK_LABEL, LabError
 
@@ -332,13 +332,15 @@ class SwarmStack(Backend):
         rows = []
         for node, service in stack_services(project).items():
             tasks = _tasks(service)
-            checked = "Healthcheck" in service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+            spec = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+            checked = "Healthcheck" in spec
+            protocol = reach.checked_protocol(readiness.probe_argv(spec))
             if tasks.running:
                 state = "running (healthy)" if checked else "running"
             else:
                 state = tasks.state + (f": {tasks.error}" if tasks.error else "")
             published = tuple(
-                reach.Published("*", int(p["PublishedPort"]), int(p["TargetPort"]), str(p["Protocol"]))
+                reach.Published("*", int(p["PublishedPort"]), int(p["TargetPort"]), str(p["Protocol"]), protocol)
                 for p in service.attrs["Spec"].get("EndpointSpec", {}).get("Ports") or []
             )
             addresses = " ".join(a.removeprefix(f"{project}_") for a in tasks.addresses)

@@ -46,6 +46,11 @@ def lab_ps(topo: TopologyLab, capsys: pytest.CaptureFixture[str]) -> tuple[dict[
     return {line.split()[0]: line for line in lines[2:end]}, lines[end:]
 
 
+def state(topo: TopologyLab, node: str) -> str:
+    """What Docker says of a node, as ``lab ps`` shows it."""
+    return next(r.state for r in topo.status(probe=False) if r.node == node)
+
+
 def outcomes(topo: TopologyLab, node: str) -> list[tuple[str, str]]:
     """What the engine API (the plugin's face of ``lab ps``) says of each of a node's published ports."""
     row = next(r for r in topo.status() if r.node == node)
@@ -73,6 +78,8 @@ def test_a_healthy_node_whose_host_port_refuses_is_shown_plainly(
     healed: TopologyLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
     port = healed.host_port("echo", 7)
+    # lab up returns on the server's ready line, which may come before Docker's first health check
+    wait_until(lambda: state(healed, "echo") == "running (healthy)", timeout=30, what="Docker to call echo healthy")
     healed.node("echo").disconnect("lan")  # Docker stops its port proxy with the endpoint
     rows, notes = lab_ps(healed, capsys)
     assert "running (healthy)" in rows["echo"], rows["echo"]  # Docker's own check, inside, still passes

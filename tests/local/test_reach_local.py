@@ -15,8 +15,8 @@ from lab.reach import Published
 Start = Callable[[str], int]
 
 
-def published(port: int) -> Published:
-    return Published("127.0.0.1", port, port, "tcp")
+def published(port: int, protocol: str = "") -> Published:
+    return Published("127.0.0.1", port, port, "tcp", protocol)
 
 
 @pytest.fixture
@@ -89,3 +89,49 @@ def test_many_ports_are_probed_at_once(server: Start) -> None:
     assert [r.outcome for r in found] == ["ok"] * 12 + ["refused"]
     assert [r.port for r in found] == ports  # in the order asked
     assert elapsed < 2.0, f"{elapsed:.2f} s: one after another would take 3.6 s"
+
+
+@pytest.fixture
+def echo() -> Iterator[tuple[int, Callable[[], bytes]]]:
+    """A server for one connection that sends back the first line it reads: its port, and a call that
+    waits for that connection to end and gives what the server read (``b""``: nothing, then EOF)."""
+    heard: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            heard.append(conn.makefile("rb").readline())
+            conn.sendall(heard[-1])
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+
+    def read() -> bytes:
+        thread.join(timeout=15)
+        assert heard, "the server never read the probe's connection"
+        return heard[0]
+
+    with listener:
+        yield int(listener.getsockname()[1]), read
+        thread.join(timeout=15)
+
+
+def test_a_server_that_waits_for_its_client_gets_its_protocols_line_and_its_reply_ends_the_probe(
+    echo: tuple[int, Callable[[], bytes]],
+) -> None:
+    port, heard = echo
+    assert reach.probe(published(port, "echo"), window=60).outcome == "ok"  # ended by the reply
+    assert heard() == b"probe\n"  # the line healthcheck.sh sends an echo server
+
+
+def test_a_port_of_no_known_protocol_is_sent_nothing(echo: tuple[int, Callable[[], bytes]]) -> None:
+    port, heard = echo
+    assert reach.probe(published(port), window=0.3).outcome == "ok"  # open and quiet, as before
+    assert heard() == b""
+
+
+def test_a_hang_up_is_closed_even_after_the_line_was_sent(server: Start) -> None:
+    assert reach.probe(published(server("hang_up"), "upper")).outcome == "closed"

@@ -110,3 +110,24 @@ def test_the_table_has_a_column_for_the_probes_only_when_there_were_probes() -> 
     assert lines[2].endswith("udp not probed")
     unprobed = table([Row("chat", "node", "running (healthy)", "lab=10.0.0.5", (TCP,))]).splitlines()
     assert "FROM THIS HOST" not in unprobed[0] and unprobed[1].endswith("127.0.0.1:15000->5000/tcp")
+
+
+@pytest.mark.parametrize(
+    ("probe", "protocol"),
+    [
+        (["sh", "/opt/testbed/clients/healthcheck.sh", "echo", "7/tcp", "7/udp"], "echo"),
+        (["sh", "/opt/testbed/clients/healthcheck.sh", "upper", "9000/tcp"], "upper"),
+        (["sh", "/opt/testbed/clients/healthcheck.sh", "tcp", "8080/tcp"], "tcp"),  # a program node's: no line
+        (["/bin/sh", "-c", "nc -z 127.0.0.1 80"], ""),  # the image's own check
+        (["sh", "/opt/testbed/clients/healthcheck.sh"], ""),  # no protocol after it
+        (None, ""),  # no health check
+    ],
+)
+def test_the_probe_speaks_the_protocol_of_the_nodes_own_health_check(probe: list[str] | None, protocol: str) -> None:
+    assert reach.checked_protocol(probe) == protocol
+
+
+def test_only_protocols_where_the_client_speaks_first_get_a_line() -> None:
+    assert set(reach.OPENINGS) == {"echo", "upper"}  # daytime, chat and doctor speak first; tcp is any server
+    bindings = {"7/tcp": [{"HostIp": "127.0.0.1", "HostPort": "10007"}]}
+    assert [p.protocol for p in reach.published_from_docker(bindings, {}, protocol="echo")] == ["echo"]  # type: ignore[arg-type]
