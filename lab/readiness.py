@@ -45,6 +45,9 @@ RECHECK_WITHOUT_EVENTS_S = 0.5  # once the stream has ended: Compose's own pace
 STOPPED = ("exited", "dead", "removing", "restarting")  # "restarting": it died and the engine starts it again
 SAID_READY = "said ready"  # the action of the event made up when a server's ready line is found in its log
 UNPROBED_SINCE_PAUSED = "unhealthy: paused, not probed since"  # how lab ps shows unprobed_since_paused
+# How lab ps shows a node whose server said ready while Docker's first health check is still to come:
+# lab up counts it ready, and "starting" alone would read as if it were not.
+SAID_READY_CHECK_PENDING = "ready, check pending"
 ENGINE_PROBE_TIMEOUT_S = 30.0  # the engine's default health-check timeout
 LOG_PACE_S = 0.05  # how often the logs of servers not yet ready are read (a server listens 0.1-0.2 s after start)
 
@@ -191,12 +194,7 @@ class Watch:
         Read, not followed: a followed log is a stream per node held open on the engine's
         connection pool, and most servers have said it before the wait even begins.
         """
-        try:
-            text = engine.text(engine.client().api.logs(ident, stdout=True, stderr=False,
-                                                        since=epoch_seconds(seen.started)))  # fmt: skip
-        except Exception:  # the container went, or the engine: its health check or its death still counts
-            return None
-        if any(says_ready(line, str(seen.announces)) for line in text.splitlines()):
+        if said_ready_at(ident, seen.started, str(seen.announces)) is not None:
             return {"id": ident, "Action": SAID_READY, "started": seen.started}
         return None
 
@@ -270,6 +268,39 @@ class Watch:
             return replace(seen, said=said[0].strip() if said else "")
         except docker.errors.NotFound:
             return replace(before, status="removing", said="its container was removed")
+
+
+def said_ready_at(ident: str, started: str, announces: str) -> float | None:
+    """When the server ``announces`` said its ready line in a container's log since ``started`` (its
+    ``State.StartedAt``): the line's own time, in seconds since the epoch; None if it has not said it.
+
+    None too when the log cannot be read: the container went, or the engine, and its health check or its
+    death then says more.
+    """
+    try:
+        text = engine.text(engine.client().api.logs(ident, stdout=True, stderr=False, since=epoch_seconds(started)))
+    except Exception:  # the SDK raises its own and socket errors alike
+        return None
+    for line in text.splitlines():
+        if says_ready(line, announces):
+            try:
+                return epoch_seconds(line.split(" ", 1)[0])
+            except ValueError:  # a line without its time: said at the start, at the latest
+                return epoch_seconds(started)
+    return None
+
+
+def check_pending_since(state: Mapping[str, Any], moment: float) -> bool:
+    """Running, Docker still says ``starting``, and no health check begun at ``moment`` or later has failed.
+
+    With ``moment`` the time a server said it was ready: the checks before it came too early and fail by
+    design (Docker does not count failures in the start period); one after it that failed disagrees.
+    """
+    health = state.get("Health") or {}
+    if state.get("Status") != "running" or health.get("Status") != "starting":
+        return False
+    return not any(entry.get("ExitCode") != 0 and epoch_seconds(str(entry["Start"])) >= moment
+                   for entry in health.get("Log") or [] if entry.get("Start"))  # fmt: skip
 
 
 def unprobed_since_paused(state: Mapping[str, Any]) -> bool:

@@ -19,6 +19,7 @@ import pytest
 
 from common.waiting import wait_until
 from lab import readiness
+from lab.backends import ComposeProject
 from lab.engine import PROJECT_LABEL, SERVICE_LABEL, LabError
 from lab.model import READY_LINE_LABEL
 from lab.testing import RUN_LABELS
@@ -86,6 +87,8 @@ def test_a_servers_ready_line_ends_the_wait_before_its_first_health_check(
     assert took < 30, f"{took:.1f} s for a server that listens within a second"
     assert docker_client.containers.get(f"{project}-said").attrs["State"]["Health"]["Status"] == "starting"
     assert "daytime ready" in docker_client.containers.get(f"{project}-said").logs().decode()
+    # lab ps then says so, where Docker's "starting" alone would read as not ready
+    assert states(project) == {"said": f"running ({readiness.SAID_READY_CHECK_PENDING})"}
 
 
 def test_the_unhealthy_mark_a_pause_leaves_does_not_fail_a_later_wait(
@@ -118,6 +121,12 @@ def test_without_the_label_or_with_another_servers_name_the_line_does_not_count(
         with pytest.raises(LabError) as failed:
             watch.wait({"unlabelled", "misnamed"}, timeout=2, hint=hint)
     assert "misnamed (starting)" in failed.value.what and "unlabelled (starting)" in failed.value.what
+    assert states(project) == {"misnamed": "running (starting)", "unlabelled": "running (starting)"}
+
+
+def states(project: str) -> dict[str, str]:
+    """Each node's state as ``lab ps`` shows it (the Compose backend's rows)."""
+    return {row.node: row.state for row in ComposeProject().status(project)}
 
 
 def _containers(client: docker.DockerClient, project: str) -> list[Any]:

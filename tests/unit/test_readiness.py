@@ -8,6 +8,7 @@ from typing import Any
 from lab.readiness import (
     Seen,
     after_event,
+    check_pending_since,
     epoch_seconds,
     probe_argv,
     probe_timeout,
@@ -217,3 +218,31 @@ def test_a_health_checks_timeout_is_its_own_or_the_engines() -> None:
     assert probe_timeout({"Healthcheck": {"Test": ["CMD", "true"], "Timeout": 3_000_000_000}}) == 3.0
     assert probe_timeout({"Healthcheck": {"Test": ["CMD", "true"]}}) == 30.0
     assert probe_timeout({}) == 30.0
+
+
+THIS_START = "2026-12-03T10:00:00.123456789Z"
+SAID_READY_AT = epoch_seconds("2026-12-03T10:00:00.300Z")  # the server's ready line, 0.18 s after the start
+
+
+def check(start: str, exit_code: int) -> dict[str, Any]:
+    return {"Start": start, "End": start, "ExitCode": exit_code, "Output": ""}
+
+
+def starting(*log: dict[str, Any]) -> dict[str, Any]:
+    return {"Status": "running", "StartedAt": THIS_START, "Health": {"Status": "starting", "Log": list(log)}}
+
+
+def test_a_check_is_pending_for_a_server_that_said_ready_until_one_after_its_line_fails() -> None:
+    assert check_pending_since(starting(), SAID_READY_AT)  # no check yet
+    # One that came before the server listened failed by design (Docker does not count it): still pending.
+    too_early = check("2026-12-03T10:00:00.250000000Z", 1)
+    assert check_pending_since(starting(too_early), SAID_READY_AT)
+    # One that began after the ready line and failed disagrees with it: Docker's "starting" stands.
+    after = check("2026-12-03T10:00:00.550000000Z", 1)
+    assert not check_pending_since(starting(too_early, after), SAID_READY_AT)
+
+
+def test_a_check_is_pending_only_while_docker_says_starting_for_a_running_container() -> None:
+    assert not check_pending_since({**starting(), "Health": {"Status": "healthy"}}, SAID_READY_AT)
+    assert not check_pending_since({**starting(), "Status": "exited"}, SAID_READY_AT)
+    assert not check_pending_since({"Status": "running", "StartedAt": THIS_START}, SAID_READY_AT)  # no check at all
