@@ -267,9 +267,8 @@ def test_a_full_server_refuses_while_everyone_talks_then_closes_the_longest_idle
         stop.wait(0.3)
         quiet[middle].set()
         stop.wait(DEFAULT_GRACE + 0.2)  # both silent past the grace, newest for longer; oldest still talks
-        newcomer = Client(started.tcp)
-        clients.append(newcomer)
-        assert_served(kind, newcomer)
+        newcomer = admitted(kind, started.tcp, clients, full=3)
+        assert_answered(kind, newcomer)
         assert newest.rest()[-1] == EVICTED
     for client in (oldest, middle):
         assert not client.poll_closed()
