@@ -290,17 +290,33 @@ def said_ready_at(ident: str, started: str, announces: str) -> float | None:
     return None
 
 
+def said_ready_check_pending(ident: str, state: Mapping[str, Any], announces: str) -> bool:
+    """Whether ``lab ps`` shows SAID_READY_CHECK_PENDING: the server ``announces`` said it was ready since the
+    container started, and Docker's checks have not caught up (``check_pending_since``).
+
+    The log is read only while Docker says ``starting``: most of the time there is nothing to look up.
+    """
+    if not announces or not _starting(state):
+        return False
+    ready_at = said_ready_at(ident, str(state["StartedAt"]), announces)
+    return ready_at is not None and check_pending_since(state, ready_at)
+
+
 def check_pending_since(state: Mapping[str, Any], moment: float) -> bool:
     """Running, Docker still says ``starting``, and no health check begun at ``moment`` or later has failed.
 
     With ``moment`` the time a server said it was ready: the checks before it came too early and fail by
     design (Docker does not count failures in the start period); one after it that failed disagrees.
     """
-    health = state.get("Health") or {}
-    if state.get("Status") != "running" or health.get("Status") != "starting":
+    if not _starting(state):
         return False
     return not any(entry.get("ExitCode") != 0 and epoch_seconds(str(entry["Start"])) >= moment
-                   for entry in health.get("Log") or [] if entry.get("Start"))  # fmt: skip
+                   for entry in (state.get("Health") or {}).get("Log") or [] if entry.get("Start"))  # fmt: skip
+
+
+def _starting(state: Mapping[str, Any]) -> bool:
+    """Running, with a health check that Docker has not yet called healthy or unhealthy."""
+    return state.get("Status") == "running" and (state.get("Health") or {}).get("Status") == "starting"
 
 
 def unprobed_since_paused(state: Mapping[str, Any]) -> bool:

@@ -157,10 +157,8 @@ def _state(container: Container) -> str:
     if readiness.unprobed_since_paused(state):
         return f"running ({readiness.UNPROBED_SINCE_PAUSED})"
     announces = str(container.labels.get(model.READY_LINE_LABEL) or "")
-    if announces and state.get("Status") == "running" and health == "starting":  # the log is read only then
-        ready_at = readiness.said_ready_at(str(container.id), str(state["StartedAt"]), announces)
-        if ready_at is not None and readiness.check_pending_since(state, ready_at):
-            return f"running ({readiness.SAID_READY_CHECK_PENDING})"
+    if readiness.said_ready_check_pending(str(container.id), state, announces):
+        return f"running ({readiness.SAID_READY_CHECK_PENDING})"
     return f"{state.get('Status')}" + (f" ({health})" if health else "")
 
 
