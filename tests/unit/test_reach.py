@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from lab import reach
@@ -131,3 +134,12 @@ def test_only_protocols_where_the_client_speaks_first_get_a_line() -> None:
     assert set(reach.OPENINGS) == {"echo", "upper"}  # daytime, chat and doctor speak first; tcp is any server
     bindings = {"7/tcp": [{"HostIp": "127.0.0.1", "HostPort": "10007"}]}
     assert [p.protocol for p in reach.published_from_docker(bindings, {}, protocol="echo")] == ["echo"]  # type: ignore[arg-type]
+
+
+def test_the_line_sent_first_is_the_one_the_health_check_sends() -> None:
+    # healthcheck.sh and the probe here speak to the same servers: one line, held equal across the two languages.
+    script = (Path(__file__).resolve().parents[2] / "clients" / "healthcheck.sh").read_text(encoding="utf-8")
+    for protocol, line in reach.OPENINGS.items():
+        sent = re.search(rf"^\s*{protocol}/tcp\) tcp_line \"\$1\" '([^']*)'", script, re.MULTILINE)
+        assert sent is not None, f"healthcheck.sh has no {protocol}/tcp check"
+        assert sent.group(1).replace("\\n", "\n").encode() == line, protocol
